@@ -1,0 +1,40 @@
+"""The body of ``hyperlane image``: find the source, export it if needed, analyse it."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hyperlane.engines import connect
+from hyperlane.images import analyze_archive, parse_source
+from hyperlane.report.document import document_header
+from hyperlane.settings import ImageSettings
+
+
+def analyze_source(source_text: str, settings: ImageSettings) -> dict[str, Any]:
+    """Analyse an image archive, directory or engine reference into a JSON document."""
+    source = parse_source(source_text)
+    document = document_header("image")
+    if source.kind != "engine":
+        analysis = analyze_archive(Path(source.value), kind=source.kind)
+        document["source"] = {"kind": source.kind, "value": source.value}
+        document["image"] = analysis.to_dict()
+        return document
+
+    engine = connect(settings.engine)
+    try:
+        image = engine.get_image(source.value)
+        with tempfile.TemporaryDirectory(prefix="hyperlane-export-") as directory:
+            archive = engine.export_image(image, Path(directory) / "image.tar")
+            analysis = analyze_archive(archive, kind="docker-archive")
+    finally:
+        engine.close()
+    document["engine"] = engine.info.to_dict()
+    document["source"] = {"kind": "engine", "value": source.value}
+    document["image"] = {
+        **analysis.to_dict(),
+        "reference": source.value,
+        "engine_size_bytes": image.attrs.get("Size"),
+    }
+    return document

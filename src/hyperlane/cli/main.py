@@ -1,0 +1,286 @@
+"""The ``hyperlane`` command: parse flags, call the library, render, set the exit code.
+
+Library modules are imported inside each command, so ``hyperlane --help`` loads only
+Typer and the settings models.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import typer
+
+from hyperlane import __version__
+from hyperlane.cli.options import (
+    COMMON_PARAMETERS,
+    settings_parameters,
+    with_parameters,
+)
+from hyperlane.exitcodes import ExitCode
+from hyperlane.settings import AuditSettings, ImageSettings, LoadSettings
+
+app = typer.Typer(
+    name="hyperlane",
+    help="Measure and right-size containerised deployments on real container engines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+logger = logging.getLogger("hyperlane")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hyperlane {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Measure and right-size containerised deployments on real container engines."""
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("hyperlane")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(action: Callable[[], int], verbose: bool) -> None:
+    """Run a command body and map its outcome to the documented exit code."""
+    from hyperlane.errors import HyperlaneError
+
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        code = action()
+    except HyperlaneError as error:
+        typer.echo(f"hyperlane: error: {error}", err=True)
+        raise typer.Exit(int(error.exit_code)) from None
+    except KeyboardInterrupt:
+        typer.echo(
+            "hyperlane: interrupted; containers it started were removed", err=True
+        )
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as error:
+        if verbose:
+            logger.exception("unexpected error")
+        typer.echo(
+            f"hyperlane: unexpected error: {type(error).__name__}: {error} "
+            "(run with -v for the traceback)",
+            err=True,
+        )
+        raise typer.Exit(int(ExitCode.UNEXPECTED_ERROR)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    raise typer.Exit(code)
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    common_names = {parameter.name for parameter in COMMON_PARAMETERS}
+    common = {key: kwargs.pop(key) for key in list(kwargs) if key in common_names}
+    return common, kwargs
+
+
+def _config_path(common: dict[str, Any]) -> Path | None:
+    return Path(common["config"]) if common["config"] else None
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    from hyperlane.report.document import dumps
+
+    sys.stdout.write(dumps(document))
+
+
+def _stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def audit_command(**kwargs: Any) -> None:
+    """Audit an image: layers, cold start, load, container metrics and sizing.
+
+    With no IMAGE, builds and audits the bundled sample (a busybox httpd site). The
+    report goes to --out: report.json, deploy/ and logs/.
+    """
+    common, flags = _split(kwargs)
+    image = flags.pop("image")
+    _configure_logging(common["verbose"], common["quiet"])
+
+    def action() -> int:
+        from hyperlane.audit import run_audit
+        from hyperlane.cli.progress import make_observer
+        from hyperlane.report.terminal import render_audit
+        from hyperlane.settings import load_settings
+
+        settings = load_settings(AuditSettings, flags, _config_path(common))
+        with make_observer(quiet=common["quiet"]) as observer:
+            outcome = run_audit(settings, image, observer)
+        if common["json_output"]:
+            _print_json(outcome.document)
+        else:
+            render_audit(outcome.document, _stdout_console())
+            typer.echo(f"Report: {outcome.out_dir / 'report.json'}")
+        return int(ExitCode.SUCCESS)
+
+    _run(action, common["verbose"])
+
+
+def image_command(**kwargs: Any) -> None:
+    """Analyse an image's layers: sizes, files added, modified, removed, hidden bytes.
+
+    SOURCE is docker-archive:PATH, oci-archive:PATH, oci:DIR, engine:REF, a path
+    (detected by content) or an image reference in the engine.
+    """
+    common, flags = _split(kwargs)
+    source_text = flags.pop("source")
+    _configure_logging(common["verbose"], common["quiet"])
+
+    def action() -> int:
+        from hyperlane.cli.images import analyze_source
+        from hyperlane.report.terminal import render_image
+        from hyperlane.settings import load_settings
+
+        settings = load_settings(ImageSettings, flags, _config_path(common))
+        document = analyze_source(source_text, settings)
+        if common["json_output"]:
+            _print_json(document)
+        else:
+            render_image(document, _stdout_console())
+        return int(ExitCode.SUCCESS)
+
+    _run(action, common["verbose"])
+
+
+def load_command(**kwargs: Any) -> None:
+    """Send HTTP/1.1 load to URL and report rate, errors and latency percentiles."""
+    common, flags = _split(kwargs)
+    url = flags.pop("url")
+    _configure_logging(common["verbose"], common["quiet"])
+
+    def action() -> int:
+        from hyperlane.cli.progress import make_observer
+        from hyperlane.load import LoadSpec, run_load
+        from hyperlane.report.document import document_header
+        from hyperlane.report.terminal import render_load
+        from hyperlane.settings import load_settings
+
+        settings = load_settings(LoadSettings, flags, _config_path(common))
+        if settings.workers != 1 or settings.scenario is not None:
+            from hyperlane.errors import UsageError
+
+            # TODO: multi-process workers and scenario files are not built yet.
+            raise UsageError(
+                "--workers above 1 and --scenario are not supported yet; the load "
+                "runs in one process with --connections, --duration and --rate"
+            )
+        spec = LoadSpec(
+            url=url,
+            connections=settings.connections,
+            duration_seconds=settings.duration,
+            requests=settings.requests,
+            rate_per_second=settings.rate,
+            timeout_seconds=settings.timeout,
+            connect_timeout_seconds=settings.connect_timeout,
+        )
+        with make_observer(quiet=common["quiet"]) as observer:
+            observer.stage("load", f"sending load to {url}")
+            result = run_load(spec, progress=observer.load_progress)
+        document = document_header("load")
+        document["load"] = result.to_dict()
+        if common["json_output"]:
+            _print_json(document)
+        else:
+            render_load(document, _stdout_console())
+        return int(ExitCode.SUCCESS)
+
+    _run(action, common["verbose"])
+
+
+def report_command(
+    file: str = typer.Argument(..., help="A Hyperlane JSON document."),
+) -> None:
+    """Print the terminal summary of a report.json (or any Hyperlane JSON document)."""
+    _configure_logging(False, True)
+
+    def action() -> int:
+        from hyperlane.report.document import read_document
+        from hyperlane.report.terminal import render_document
+
+        render_document(read_document(Path(file)), _stdout_console())
+        return int(ExitCode.SUCCESS)
+
+    _run(action, False)
+
+
+def _argument(name: str, annotation: Any, default: Any, help_text: str) -> Any:
+    import inspect
+
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=typer.Argument(default, help=help_text, show_default=False),
+        annotation=annotation,
+    )
+
+
+app.command("audit")(
+    with_parameters(
+        audit_command,
+        [
+            _argument(
+                "image",
+                str | None,
+                None,
+                "Image reference in the engine (default: the bundled sample).",
+            ),
+            *settings_parameters(AuditSettings),
+            *COMMON_PARAMETERS,
+        ],
+    )
+)
+app.command("image")(
+    with_parameters(
+        image_command,
+        [
+            _argument("source", str, ..., "Image archive, directory or reference."),
+            *settings_parameters(ImageSettings),
+            *COMMON_PARAMETERS,
+        ],
+    )
+)
+app.command("load")(
+    with_parameters(
+        load_command,
+        [
+            _argument("url", str, ..., "Target URL, e.g. http://127.0.0.1:8080/."),
+            *settings_parameters(LoadSettings),
+            *COMMON_PARAMETERS,
+        ],
+    )
+)
+app.command("report")(report_command)
+
+
+def run() -> None:
+    """Entry point of the ``hyperlane`` script."""
+    app()

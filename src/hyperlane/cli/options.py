@@ -1,0 +1,98 @@
+"""Turn a settings model into Typer options, so every option is declared once."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from pydantic.fields import FieldInfo
+
+from hyperlane.settings import ENV_PREFIX, CommandSettings
+
+# Options every command takes besides its settings.
+COMMON_PARAMETERS = [
+    inspect.Parameter(
+        "config",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(
+            None,
+            "--config",
+            help="Config file to read (default: ./hyperlane.toml when it exists).",
+            show_default=False,
+        ),
+        annotation=str | None,
+    ),
+    inspect.Parameter(
+        "json_output",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(
+            False,
+            "--json",
+            help="Print one JSON document on stdout instead of a table.",
+        ),
+        annotation=bool,
+    ),
+    inspect.Parameter(
+        "verbose",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(False, "--verbose", "-v", help="Log debug details."),
+        annotation=bool,
+    ),
+    inspect.Parameter(
+        "quiet",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(
+            False, "--quiet", "-q", help="Log warnings and errors only, no progress."
+        ),
+        annotation=bool,
+    ),
+]
+
+
+def _help_for(name: str, field: FieldInfo) -> str:
+    default = field.get_default(call_default_factory=True)
+    parts = [field.description or ""]
+    if default is not None:
+        parts.append(f"(default: {default})")
+    parts.append(f"(env: {ENV_PREFIX}{name.upper()})")
+    return " ".join(part for part in parts if part)
+
+
+def settings_parameters(model: type[CommandSettings]) -> list[inspect.Parameter]:
+    """Return one ``--flag`` parameter per settings field, all defaulting to None.
+
+    A None value means "not given", so the environment, the config file or the
+    model's default decides; pydantic parses and bounds-checks the text.
+    """
+    parameters = []
+    for name, field in model.model_fields.items():
+        parameters.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(
+                    None,
+                    "--" + name.replace("_", "-"),
+                    help=_help_for(name, field),
+                    metavar=name.upper(),
+                    show_default=False,
+                ),
+                annotation=str | None,
+            )
+        )
+    return parameters
+
+
+def with_parameters(
+    function: Callable[..., Any], parameters: list[inspect.Parameter]
+) -> Callable[..., Any]:
+    """Give ``function`` (which takes ``**kwargs``) the signature Typer reads."""
+    ordered = sorted(
+        parameters,
+        key=lambda item: item.kind != inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+    function.__signature__ = inspect.Signature(ordered)  # type: ignore[attr-defined]
+    function.__annotations__ = {item.name: item.annotation for item in ordered}
+    return function

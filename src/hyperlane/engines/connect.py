@@ -1,0 +1,107 @@
+"""Find and connect to a container engine."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import docker
+import docker.errors
+import requests
+
+from hyperlane.engines.engine import Engine, EngineInfo
+from hyperlane.errors import EngineUnavailable, UsageError
+
+logger = logging.getLogger(__name__)
+
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+PODMAN_SOCKETS = (Path("/run/podman/podman.sock"),)
+CONNECT_TIMEOUT_SECONDS = 60
+
+
+def _podman_sockets(environ: Mapping[str, str]) -> list[Path]:
+    sockets = list(PODMAN_SOCKETS)
+    runtime_dir = environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        sockets.append(Path(runtime_dir) / "podman" / "podman.sock")
+    return sockets
+
+
+def candidate_urls(engine: str, environ: Mapping[str, str]) -> list[str]:
+    """Return the API addresses to try for ``engine``, in order."""
+    docker_host = environ.get("DOCKER_HOST")
+    if engine == "docker":
+        return [docker_host or f"unix://{DOCKER_SOCKET}"]
+    if engine == "podman":
+        container_host = environ.get("CONTAINER_HOST")
+        if container_host:
+            return [container_host]
+        return [f"unix://{path}" for path in _podman_sockets(environ)]
+    if engine == "auto":
+        urls = [docker_host] if docker_host else []
+        sockets = [DOCKER_SOCKET, *_podman_sockets(environ)]
+        urls += [f"unix://{path}" for path in sockets if path.exists()]
+        return urls
+    raise UsageError(f"invalid engine {engine!r}; use --engine docker, podman or auto")
+
+
+def _is_local(base_url: str) -> bool:
+    parsed = urlparse(base_url)
+    if parsed.scheme in ("unix", "npipe", ""):
+        return True
+    return parsed.hostname in ("localhost", "127.0.0.1", "::1")
+
+
+def _describe(client: docker.DockerClient, base_url: str) -> EngineInfo:
+    version = client.version()
+    components = version.get("Components") or []
+    component_names = [str(item.get("Name", "")) for item in components]
+    is_podman = any("podman" in name.lower() for name in component_names)
+    return EngineInfo(
+        name="podman" if is_podman else "docker",
+        version=str(version.get("Version", "unknown")),
+        api_version=str(version.get("ApiVersion", "unknown")),
+        base_url=base_url,
+        local=_is_local(base_url),
+    )
+
+
+def connect(engine: str = "auto", environ: Mapping[str, str] | None = None) -> Engine:
+    """Connect to ``engine`` (docker, podman or auto) and return the adapter.
+
+    Raises EngineUnavailable when no candidate address answers, naming each address
+    tried and how to start the engine.
+    """
+    environ = os.environ if environ is None else environ
+    urls = candidate_urls(engine, environ)
+    failures: list[str] = []
+    for url in urls:
+        try:
+            client = docker.DockerClient(base_url=url, timeout=CONNECT_TIMEOUT_SECONDS)
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            failures.append(f"{url} ({type(error).__name__})")
+            logger.debug("engine at %s did not answer: %s", url, error)
+            continue
+        try:
+            client.ping()
+            info = _describe(client, url)
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            client.close()
+            failures.append(f"{url} ({type(error).__name__})")
+            logger.debug("engine at %s did not answer: %s", url, error)
+            continue
+        if engine in ("docker", "podman") and info.name != engine:
+            logger.warning(
+                "--engine %s was requested but %s answers at %s", engine, info.name, url
+            )
+        logger.info("using %s %s at %s", info.name, info.version, url)
+        return Engine(client, info)
+    tried = ", ".join(failures) if failures else "no engine socket found"
+    raise EngineUnavailable(
+        f"no container engine answered for --engine {engine} (tried: {tried}). "
+        "Start dockerd or `podman system service` (scripts/setup.sh does both), "
+        "or set DOCKER_HOST to the engine's API address"
+    )

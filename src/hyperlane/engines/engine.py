@@ -1,0 +1,206 @@
+"""One adapter over the Docker Engine API, which Docker and Podman both serve."""
+
+from __future__ import annotations
+
+import io
+import logging
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.models.images import Image
+
+from hyperlane.errors import EngineUnavailable, ImageInvalid, ServiceNotReady
+
+logger = logging.getLogger(__name__)
+
+# Labels let a later run, or a person, find containers that Hyperlane started.
+CONTAINER_LABEL = "io.hyperlane.owner"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """The engine that answered, as its version endpoint reports it."""
+
+    name: str
+    """``docker`` or ``podman``."""
+    version: str
+    api_version: str
+    base_url: str
+    local: bool
+    """True when the engine runs on this host, so its cgroup files can be read here."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Engine:
+    """A connected container engine: build, export, run and remove through its API."""
+
+    def __init__(self, client: docker.DockerClient, info: EngineInfo) -> None:
+        self.client = client
+        self.info = info
+
+    def close(self) -> None:
+        self.client.close()
+
+    def build(
+        self,
+        context_dir: Path,
+        dockerfile: str,
+        tag: str,
+        extra_files: dict[str, Path] | None = None,
+    ) -> Image:
+        """Build an image from a directory, adding ``extra_files`` to the context.
+
+        The context is sent as an uncompressed tar, so files outside the directory, such
+        as a host binary, can join it without being copied into the source tree.
+        """
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as archive:
+            archive.add(context_dir.resolve(), arcname=".")
+            for name, source in (extra_files or {}).items():
+                archive.add(source, arcname=name)
+        context.seek(0)
+        logger.info("building %s from %s", tag, context_dir)
+        try:
+            image, _ = self.client.images.build(
+                fileobj=context,
+                custom_context=True,
+                dockerfile=dockerfile,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+            )
+        except docker.errors.BuildError as error:
+            log_tail = " ".join(
+                str(line.get("stream", line.get("error", ""))).strip()
+                for line in list(error.build_log)[-5:]
+            )
+            raise ImageInvalid(
+                f"building {tag!r} from {str(context_dir)!r} failed: {error.msg}. "
+                f"Last build output: {log_tail}"
+            ) from None
+        except docker.errors.APIError as error:
+            raise EngineUnavailable(
+                f"the {self.info.name} engine rejected the build of {tag!r}: {error}"
+            ) from None
+        return image
+
+    def get_image(self, reference: str) -> Image:
+        """Return the engine's image ``reference``; ImageInvalid if it has none."""
+        try:
+            return self.client.images.get(reference)
+        except docker.errors.ImageNotFound:
+            raise ImageInvalid(
+                f"image {reference!r} not found in the {self.info.name} engine at "
+                f"{self.info.base_url}; build or load it first (no registry is "
+                "contacted), or pass an archive such as docker-archive:PATH"
+            ) from None
+        except docker.errors.APIError as error:
+            raise EngineUnavailable(
+                f"the {self.info.name} engine failed to look up image "
+                f"{reference!r}: {error}"
+            ) from None
+
+    def export_image(
+        self,
+        image: Image,
+        destination: Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> Path:
+        """Write the engine's ``docker save`` archive of ``image`` to ``destination``.
+
+        ``progress`` receives the bytes written so far.
+        """
+        written_bytes = 0
+        try:
+            chunks: Iterator[bytes] = image.save(named=True)
+            with destination.open("wb") as output:
+                for chunk in chunks:
+                    output.write(chunk)
+                    written_bytes += len(chunk)
+                    if progress is not None:
+                        progress(written_bytes)
+        except docker.errors.APIError as error:
+            raise EngineUnavailable(
+                f"the {self.info.name} engine failed to export image {image.id}: "
+                f"{error}"
+            ) from None
+        logger.info("exported %s: %d bytes", image.id, written_bytes)
+        return destination
+
+    def create_container(
+        self,
+        image: str,
+        container_port: int,
+        name: str,
+        nano_cpus: int | None = None,
+        memory_bytes: int | None = None,
+    ) -> Container:
+        """Create a container with ``container_port`` published on 127.0.0.1.
+
+        The engine picks a free host port; ``host_port`` reads it after the start.
+        """
+        options: dict[str, Any] = {
+            "name": name,
+            "detach": True,
+            "labels": {CONTAINER_LABEL: "hyperlane"},
+            "ports": {f"{container_port}/tcp": ("127.0.0.1", None)},
+        }
+        if nano_cpus is not None:
+            options["nano_cpus"] = nano_cpus
+        if memory_bytes is not None:
+            options["mem_limit"] = memory_bytes
+        try:
+            return self.client.containers.create(image, **options)
+        except docker.errors.ImageNotFound:
+            raise ImageInvalid(
+                f"image {image!r} not found in the {self.info.name} engine"
+            ) from None
+        except docker.errors.APIError as error:
+            raise EngineUnavailable(
+                f"the {self.info.name} engine failed to create a container from "
+                f"{image!r}: {error}"
+            ) from None
+
+    def start_container(self, container: Container) -> None:
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            raise ServiceNotReady(
+                f"container {container.name} of image "
+                f"{container.attrs['Config']['Image']!r} failed to start: {error}"
+            ) from None
+
+    def host_port(self, container: Container, container_port: int) -> int:
+        """Return the 127.0.0.1 port that the engine published ``container_port`` on."""
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"] or {}
+        for binding in bindings.get(f"{container_port}/tcp") or []:
+            if binding.get("HostPort"):
+                return int(binding["HostPort"])
+        raise ServiceNotReady(
+            f"the {self.info.name} engine published no host port for port "
+            f"{container_port} of container {container.name}; is the container "
+            "running?"
+        )
+
+    def container_pid(self, container: Container) -> int:
+        """Return the host PID of the container's init process (0 when not running)."""
+        container.reload()
+        return int(container.attrs["State"]["Pid"])
+
+    def remove_container(self, container: Container) -> None:
+        """Remove a container, running or not; a container already gone is fine."""
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as error:
+            logger.warning("failed to remove container %s: %s", container.name, error)

@@ -1,0 +1,236 @@
+"""Stack layer tar entries into one file system view, as overlay drivers apply them.
+
+Whiteout rules follow the OCI image layer specification: a ``.wh.NAME`` entry hides
+NAME from lower layers, a ``.wh..wh..opq`` entry hides every lower entry in its
+directory, and neither hides an entry from its own layer.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+from dataclasses import dataclass, field
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+
+class PathEscapesRoot(ValueError):
+    """A member name or hard link target that normalises to a path outside the root."""
+
+
+@dataclass(eq=False)
+class _Inode:
+    """File content that one or more hard-linked paths share."""
+
+    layer_index: int
+    # Regular-file size, or the target length for a symlink, 0 for other kinds.
+    content_bytes: int
+    regular: bool
+
+
+@dataclass(eq=False)
+class _Node:
+    """A path in the stacked file system: a directory or a non-directory entry."""
+
+    # Index of the last layer that created or passed through this path.
+    layer_index: int
+    inode: _Inode | None = None
+    children: dict[str, _Node] | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.children is not None
+
+
+@dataclass
+class LayerCounts:
+    """Counters of one layer while its entries are applied."""
+
+    regular_file_bytes: int = 0
+    content_bytes: int = 0
+    files_added: int = 0
+    files_modified: int = 0
+    files_removed: int = 0
+    entries: int = 0
+    inodes: list[_Inode] = field(default_factory=list)
+
+
+def normalize_member_path(name: str) -> str:
+    """Return NAME relative to the root without "./" or "/", "" for the root itself.
+
+    Raises PathEscapesRoot when ".." components lead outside the root.
+    """
+    stripped = name.lstrip("/")
+    if not stripped:
+        return ""
+    normalized = posixpath.normpath(stripped)
+    if normalized == ".":
+        return ""
+    if normalized == ".." or normalized.startswith("../"):
+        raise PathEscapesRoot(name)
+    return normalized
+
+
+def _count_files(node: _Node) -> int:
+    """Return the number of non-directory entries in NODE's subtree."""
+    if node.children is None:
+        return 1
+    return sum(_count_files(child) for child in node.children.values())
+
+
+class FileSystemStack:
+    """The stacked file system of the layers applied so far, bottom layer first."""
+
+    def __init__(self) -> None:
+        self._root = _Node(layer_index=-1, children={})
+        self._layers: list[LayerCounts] = []
+
+    @property
+    def layers(self) -> list[LayerCounts]:
+        return self._layers
+
+    def begin_layer(self) -> LayerCounts:
+        """Start the next layer and return its counters."""
+        counts = LayerCounts()
+        self._layers.append(counts)
+        return counts
+
+    @property
+    def _current(self) -> int:
+        return len(self._layers) - 1
+
+    def apply(self, member: tarfile.TarInfo) -> None:
+        """Apply one tar member of the current layer.
+
+        Raises PathEscapesRoot for a member or hard link path outside the root and
+        LookupError for a hard link whose target does not exist.
+        """
+        counts = self._layers[-1]
+        counts.entries += 1
+        path = normalize_member_path(member.name)
+        if not path:
+            return
+        parent_path, _, base = path.rpartition("/")
+        parent = self._directory(parent_path)
+        if base == OPAQUE_MARKER:
+            counts.files_removed += self._remove_lower(parent)
+            return
+        if base.startswith(WHITEOUT_PREFIX):
+            # Other ".wh..wh." names are AUFS bookkeeping that hides nothing.
+            if not base.startswith(WHITEOUT_PREFIX * 2):
+                self._whiteout(parent, base[len(WHITEOUT_PREFIX) :])
+            return
+        if member.isdir():
+            self._put_directory(parent, base)
+            return
+        inode = self._inode_for(member)
+        self._put_file(parent, base, inode)
+
+    def _directory(self, path: str) -> _Node:
+        """Return the directory node at PATH, creating missing ones in this layer."""
+        node = self._root
+        if not path:
+            return node
+        for part in path.split("/"):
+            node = self._put_directory(node, part)
+        return node
+
+    def _put_directory(self, parent: _Node, name: str) -> _Node:
+        assert parent.children is not None
+        existing = parent.children.get(name)
+        if existing is not None and existing.is_dir:
+            # Marking the directory as touched lets an opaque marker in this layer
+            # keep its entries from this layer while it hides the lower ones.
+            existing.layer_index = self._current
+            return existing
+        if existing is not None and existing.layer_index < self._current:
+            # A file replaced by a directory is hidden, not modified.
+            self._layers[-1].files_removed += 1
+        node = _Node(layer_index=self._current, children={})
+        parent.children[name] = node
+        return node
+
+    def _put_file(self, parent: _Node, name: str, inode: _Inode) -> None:
+        assert parent.children is not None
+        counts = self._layers[-1]
+        existing = parent.children.get(name)
+        if existing is None:
+            counts.files_added += 1
+        elif existing.layer_index < self._current:
+            counts.files_modified += 1
+            if existing.is_dir:
+                counts.files_removed += self._remove_lower(existing)
+        parent.children[name] = _Node(layer_index=self._current, inode=inode)
+
+    def _inode_for(self, member: tarfile.TarInfo) -> _Inode:
+        counts = self._layers[-1]
+        if member.islnk():
+            target_path = normalize_member_path(member.linkname)
+            target = self._lookup(target_path)
+            if target is None or target.inode is None:
+                raise LookupError(member.linkname)
+            return target.inode
+        if member.isreg():
+            inode = _Inode(self._current, member.size, regular=True)
+            counts.regular_file_bytes += member.size
+        elif member.issym():
+            length = len(member.linkname.encode("utf-8", "surrogateescape"))
+            inode = _Inode(self._current, length, regular=False)
+        else:
+            inode = _Inode(self._current, 0, regular=False)
+        counts.content_bytes += inode.content_bytes
+        counts.inodes.append(inode)
+        return inode
+
+    def _lookup(self, path: str) -> _Node | None:
+        node = self._root
+        for part in path.split("/"):
+            if node.children is None:
+                return None
+            child = node.children.get(part)
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def _whiteout(self, parent: _Node, name: str) -> None:
+        assert parent.children is not None
+        counts = self._layers[-1]
+        target = parent.children.get(name)
+        if target is None:
+            return
+        if target.layer_index < self._current:
+            counts.files_removed += _count_files(target)
+            del parent.children[name]
+        elif target.is_dir:
+            # The directory was recreated in this layer, so only its lower
+            # entries go.
+            counts.files_removed += self._remove_lower(target)
+
+    def _remove_lower(self, directory: _Node) -> int:
+        """Remove the entries of lower layers under DIRECTORY, return the file count."""
+        assert directory.children is not None
+        removed = 0
+        for name, child in list(directory.children.items()):
+            if child.layer_index < self._current:
+                removed += _count_files(child)
+                del directory.children[name]
+            elif child.is_dir:
+                removed += self._remove_lower(child)
+        return removed
+
+    def visible_inodes(self) -> tuple[int, set[int]]:
+        """Return the count of visible non-directory paths and their inode ids."""
+        files = 0
+        inode_ids: set[int] = set()
+        pending = [self._root]
+        while pending:
+            node = pending.pop()
+            if node.children is not None:
+                pending.extend(node.children.values())
+                continue
+            files += 1
+            assert node.inode is not None
+            inode_ids.add(id(node.inode))
+        return files, inode_ids

@@ -1,0 +1,270 @@
+"""Typed settings for every command, declared once.
+
+Each field's type, bounds, default and description feed the command-line flags, the
+``HYPERLANE_*`` environment variables and the ``hyperlane.toml`` keys alike. Precedence
+is flag, then environment, then the command's section of the config file, then the
+default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from hyperlane.errors import UsageError
+from hyperlane.units import parse_cpu_cores, parse_duration_seconds, parse_memory_bytes
+
+CONFIG_FILE_NAME = "hyperlane.toml"
+KNOWN_SECTIONS = frozenset({"audit", "load", "image"})
+ENV_PREFIX = "HYPERLANE_"
+
+Seconds = Annotated[float, BeforeValidator(parse_duration_seconds)]
+Cores = Annotated[float, BeforeValidator(parse_cpu_cores)]
+Bytes = Annotated[int, BeforeValidator(parse_memory_bytes)]
+
+EngineName = Literal["auto", "docker", "podman"]
+MetricsSource = Literal["auto", "cgroup", "api"]
+
+
+class _TomlSectionSource(PydanticBaseSettingsSource):
+    """Reads one command's section of ``hyperlane.toml``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]):
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(
+        self, field: FieldInfo, field_name: str
+    ) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+class CommandSettings(BaseSettings):
+    """Settings that every command shares."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # The config-file section this model reads; subclasses set it.
+    section: ClassVar[str] = ""
+
+    engine: EngineName = Field(
+        "auto",
+        description="Container engine: docker, podman, or auto (DOCKER_HOST, then the "
+        "Docker socket, then the Podman socket).",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_values = (_FILE_VALUES.get() or {}).get(cls.section, {})
+        return (
+            init_settings,
+            env_settings,
+            _TomlSectionSource(settings_cls, file_values),
+        )
+
+
+class LoadSettings(CommandSettings):
+    """Settings of the HTTP load, for ``hyperlane load`` and the audit's load stage."""
+
+    section: ClassVar[str] = "load"
+
+    connections: int = Field(
+        8, ge=1, le=10_000, description="Concurrent connections (closed model)."
+    )
+    duration: Seconds = Field(
+        10.0, gt=0, le=86_400, description="Length of the load, e.g. 10s or 2m."
+    )
+    rate: float | None = Field(
+        None,
+        gt=0,
+        le=10_000_000,
+        description="Target arrival rate in requests per second; selects the open "
+        "model.",
+    )
+    requests: int | None = Field(
+        None, ge=1, description="Exact number of requests to send, then stop."
+    )
+    workers: int = Field(
+        1, ge=1, le=256, description="Load-generator worker processes."
+    )
+    timeout: Seconds = Field(
+        5.0, gt=0, le=3600, description="Read timeout of one request, e.g. 5s."
+    )
+    connect_timeout: Seconds = Field(
+        2.0, gt=0, le=3600, description="Connect timeout of one connection, e.g. 2s."
+    )
+    scenario: Path | None = Field(
+        None, description="TOML scenario file with weighted requests and thresholds."
+    )
+
+
+class AuditSettings(LoadSettings):
+    """Settings of ``hyperlane audit``: image, start, load, monitor, size, report."""
+
+    section: ClassVar[str] = "audit"
+
+    out: Path = Field(
+        Path("hyperlane-audit"),
+        description="Directory for report.json and deploy/; replaced only when the "
+        "audit completes.",
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Container port to test; default: the image's first exposed TCP "
+        "port.",
+    )
+    path: str = Field(
+        "/", pattern=r"^/", description="HTTP path for readiness and load, e.g. /."
+    )
+    starts: int = Field(3, ge=1, le=50, description="Cold starts to measure.")
+    start_timeout: Seconds = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Time allowed from create to the first 2xx on PATH, e.g. 30s.",
+    )
+    metrics_source: MetricsSource = Field(
+        "auto",
+        description="Where container metrics come from: cgroup files, the engine "
+        "API's stats, or auto (cgroup when the engine is local).",
+    )
+    sample_interval: Seconds = Field(
+        0.5, ge=0.05, le=60, description="Time between metric samples, e.g. 0.5s."
+    )
+    cpu_floor: Cores = Field(
+        0.010,
+        gt=0,
+        le=1024,
+        description="Lowest CPU request to recommend, e.g. 10m.",
+    )
+    memory_floor: Bytes = Field(
+        100 * 2**20,
+        gt=0,
+        description="Lowest memory to recommend, e.g. 100Mi.",
+    )
+
+
+class ImageSettings(CommandSettings):
+    """Settings of ``hyperlane image``."""
+
+    section: ClassVar[str] = "image"
+
+
+SettingsT = TypeVar("SettingsT", bound=CommandSettings)
+
+# Sections of the config file that load_settings is reading, by name.
+_FILE_VALUES: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar(
+    "hyperlane_config_sections", default=None
+)
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    """Return the config file to read: the given one, or ./hyperlane.toml if present."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise UsageError(
+                f"config file {str(explicit)!r} not found; pass an existing file to "
+                "--config"
+            )
+        return explicit
+    candidate = Path.cwd() / CONFIG_FILE_NAME
+    return candidate if candidate.is_file() else None
+
+
+def _read_config(path: Path | None) -> dict[str, dict[str, Any]]:
+    if path is None:
+        return {}
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(
+            f"config file {str(path)!r} is not valid TOML: {error}"
+        ) from None
+    sections: dict[str, dict[str, Any]] = {}
+    for name, value in document.items():
+        if not isinstance(value, dict):
+            raise UsageError(
+                f"config file {str(path)!r}: top-level key {name!r} must be a section "
+                f"such as [audit] or [load]"
+            )
+        sections[name] = {key.replace("-", "_"): item for key, item in value.items()}
+    return sections
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _describe_error(
+    error: ValidationError, model: type[CommandSettings], origin: str
+) -> str:
+    fields = sorted(model.model_fields)
+    messages = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else "?"
+        flag = "--" + name.replace("_", "-")
+        if item["type"] == "extra_forbidden":
+            messages.append(
+                f"unknown setting {name!r} in {origin}{_suggest(name, fields)}"
+            )
+            continue
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        messages.append(f"invalid value {item.get('input')!r} for {flag}: {reason}")
+    return "; ".join(messages)
+
+
+def load_settings(
+    model: type[SettingsT],
+    flags: dict[str, Any],
+    config_file: Path | None = None,
+) -> SettingsT:
+    """Build the settings of one command from flags, environment and config file.
+
+    Flags whose value is None were not given. Raises UsageError naming the setting, the
+    value and the valid form.
+    """
+    sections = _read_config(find_config_file(config_file))
+    for name in sections:
+        if name not in KNOWN_SECTIONS:
+            raise UsageError(
+                f"unknown section [{name}] in the config file"
+                f"{_suggest(name, sorted(KNOWN_SECTIONS))}"
+            )
+    given = {name: value for name, value in flags.items() if value is not None}
+    token = _FILE_VALUES.set(sections)
+    try:
+        return model(**given)
+    except ValidationError as error:
+        origin = f"[{model.section}] of the config file"
+        raise UsageError(_describe_error(error, model, origin)) from None
+    finally:
+        _FILE_VALUES.reset(token)

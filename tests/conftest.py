@@ -1,0 +1,104 @@
+"""Shared fixtures: real engine clients and small images built from busybox.
+
+Integration tests talk to the Docker and Podman sockets that scripts/setup.sh starts.
+Images are built once per test session from ``scratch`` and Debian's busybox-static,
+because no registry can be reached from the test machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+from docker.models.containers import Container
+
+ENGINE_SOCKETS = {
+    "docker": "unix:///var/run/docker.sock",
+    "podman": "unix:///run/podman/podman.sock",
+}
+BUSYBOX_PATH = Path("/bin/busybox")
+BUSYBOX_CONTAINERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+"""
+
+
+def _busybox_context() -> bytes:
+    """Return a gzip-free tar build context holding busybox and its Containerfile."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(BUSYBOX_PATH, arcname="busybox")
+        text = BUSYBOX_CONTAINERFILE.encode()
+        info = tarfile.TarInfo("Containerfile")
+        info.size = len(text)
+        archive.addfile(info, io.BytesIO(text))
+    return buffer.getvalue()
+
+
+def build_image(
+    client: docker.DockerClient, tag: str, context_tar: bytes, dockerfile: str
+) -> str:
+    """Build an image from an uncompressed tar context and return its id."""
+    image, _ = client.images.build(
+        fileobj=io.BytesIO(context_tar),
+        custom_context=True,
+        dockerfile=dockerfile,
+        tag=tag,
+        rm=True,
+        forcerm=True,
+    )
+    assert image.id is not None
+    return image.id
+
+
+@pytest.fixture(scope="session", params=sorted(ENGINE_SOCKETS))
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """Name of a real engine, once for Docker and once for Podman."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def engine_client(engine_name: str) -> Iterator[docker.DockerClient]:
+    """A Docker SDK client connected to the engine's socket."""
+    client = docker.DockerClient(base_url=ENGINE_SOCKETS[engine_name], timeout=120)
+    try:
+        client.ping()
+    except docker.errors.DockerException as error:
+        pytest.fail(f"{engine_name} is not answering; run scripts/setup.sh: {error}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(engine_client: docker.DockerClient) -> str:
+    """Tag of a busybox image built from scratch in the engine, once per session."""
+    if shutil.which("busybox") is None and not BUSYBOX_PATH.exists():
+        pytest.fail("busybox-static is missing; run scripts/setup.sh")
+    tag = "localhost/hyperlane-test-busybox:latest"
+    build_image(engine_client, tag, _busybox_context(), "Containerfile")
+    return tag
+
+
+@pytest.fixture
+def reap(engine_client: docker.DockerClient) -> Iterator[list[Container]]:
+    """A list that tests append containers to; each is removed when the test ends."""
+    containers: list[Container] = []
+    yield containers
+    for container in containers:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+def unique_name(prefix: str) -> str:
+    """Return a container name that no other test run uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,210 @@
+"""Bad input to the audit: one clear message, the documented exit code, nothing left.
+
+Each case checks the message names the value and the fix, that the exit code is the
+one in hyperlane.exitcodes, that no output directory appears, and that no container
+the audit started is still there.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from hyperlane.exitcodes import ExitCode
+from tests.conftest import build_image
+from tests.integration.cli import HYPERLANE, OWNER_LABEL, run_hyperlane
+
+pytestmark = pytest.mark.integration
+
+EXITING_CONTAINERFILE = """\
+FROM {base}
+EXPOSE 8080
+CMD ["sh", "-c", "echo 'config file /etc/app.conf missing'; exit 3"]
+"""
+
+
+def _owned_containers(client: docker.DockerClient) -> list[str]:
+    containers = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+    return [str(container.name) for container in containers]
+
+
+@pytest.fixture(scope="session")
+def exiting_image(engine_client: docker.DockerClient, busybox_image: str) -> str:
+    """An image whose command exits at once with code 3."""
+    text = EXITING_CONTAINERFILE.format(base=busybox_image).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("Containerfile")
+        info.size = len(text)
+        archive.addfile(info, io.BytesIO(text))
+    tag = "localhost/hyperlane-test-exits:latest"
+    build_image(engine_client, tag, buffer.getvalue(), "Containerfile")
+    return tag
+
+
+def test_unknown_image(
+    engine_name: str, engine_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    result = run_hyperlane(
+        "audit",
+        "localhost/no-such-image:1",
+        "--engine",
+        engine_name,
+        "--out",
+        str(out_dir),
+    )
+    assert result.returncode == ExitCode.IMAGE_INVALID, result.stderr
+    assert "'localhost/no-such-image:1' not found" in result.stderr
+    assert "no registry is contacted" in result.stderr
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert _owned_containers(engine_client) == []
+
+
+def test_port_nothing_listens_on(
+    engine_name: str, engine_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    result = run_hyperlane(
+        "audit",
+        "--engine",
+        engine_name,
+        "--port",
+        "9999",
+        "--start-timeout",
+        "3s",
+        "--out",
+        str(out_dir),
+    )
+    assert result.returncode == ExitCode.SERVICE_NOT_READY, result.stderr
+    assert "no 2xx response on port 9999" in result.stderr
+    assert "nothing answered" in result.stderr
+    assert "--port" in result.stderr
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert _owned_containers(engine_client) == []
+
+
+def test_engine_not_running(tmp_path: Path) -> None:
+    out_dir = tmp_path / "report"
+    missing_socket = tmp_path / "no-engine.sock"
+    result = run_hyperlane(
+        "audit",
+        "--engine",
+        "docker",
+        "--out",
+        str(out_dir),
+        env={"DOCKER_HOST": f"unix://{missing_socket}"},
+    )
+    assert result.returncode == ExitCode.ENGINE_UNAVAILABLE, result.stderr
+    assert str(missing_socket) in result.stderr
+    assert "Start dockerd" in result.stderr
+    assert not out_dir.exists()
+
+
+def test_container_exits_at_once(
+    engine_name: str,
+    engine_client: docker.DockerClient,
+    exiting_image: str,
+    tmp_path: Path,
+) -> None:
+    out_dir = tmp_path / "report"
+    result = run_hyperlane(
+        "audit",
+        exiting_image,
+        "--engine",
+        engine_name,
+        "--out",
+        str(out_dir),
+        "--start-timeout",
+        "20s",
+    )
+    assert result.returncode == ExitCode.SERVICE_NOT_READY, result.stderr
+    assert "exited with code 3" in result.stderr
+    assert "config file /etc/app.conf missing" in result.stderr
+    assert not out_dir.exists()
+    assert _owned_containers(engine_client) == []
+
+
+def test_interrupt_removes_containers(
+    engine_name: str, engine_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    process = subprocess.Popen(
+        [
+            HYPERLANE,
+            "audit",
+            "--engine",
+            engine_name,
+            "--out",
+            str(out_dir),
+            "--duration",
+            "60s",
+            "--starts",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            names = _owned_containers(engine_client)
+            if any(name.endswith("-load") for name in names):
+                break
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the audit never started its load container")
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    assert "interrupted" in stderr
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert _owned_containers(engine_client) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (("--duration", "3x"), "invalid value '3x' for --duration"),
+        (("--connections", "0"), "invalid value '0' for --connections"),
+        (("--engine", "kubernetes"), "invalid value 'kubernetes' for --engine"),
+        (("--metrics-source", "proc"), "invalid value 'proc' for --metrics-source"),
+        (("--workers", "4"), "--workers 4 is not supported yet"),
+    ],
+    ids=["duration", "connections", "engine", "metrics-source", "workers"],
+)
+def test_invalid_flag(
+    arguments: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    result = run_hyperlane("audit", "--out", str(out_dir), *arguments)
+    assert result.returncode == ExitCode.USAGE_ERROR, result.stderr
+    assert expected in result.stderr
+    assert not out_dir.exists()
+
+
+def test_occupied_output_directory(tmp_path: Path) -> None:
+    out_dir = tmp_path / "mine"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("keep me")
+    result = run_hyperlane("audit", "--out", str(out_dir))
+    assert result.returncode == ExitCode.USAGE_ERROR, result.stderr
+    assert "is not empty" in result.stderr
+    assert (out_dir / "notes.txt").read_text() == "keep me"

@@ -1,0 +1,82 @@
+"""LoadSpec validation and request serialisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from hyperlane import __version__
+from hyperlane.errors import UsageError
+from hyperlane.load import LoadSpec, run_load
+from hyperlane.load.spec import build_target
+
+URL = "http://127.0.0.1:8080/"
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        (LoadSpec(url=URL, connections=0), "connections"),
+        (LoadSpec(url=URL, duration_seconds=0), "duration_seconds"),
+        (LoadSpec(url=URL, duration_seconds=float("nan")), "duration_seconds"),
+        (LoadSpec(url=URL, requests=0), "requests"),
+        (LoadSpec(url=URL, rate_per_second=-1.0), "rate_per_second"),
+        (LoadSpec(url=URL, timeout_seconds=0), "timeout_seconds"),
+        (LoadSpec(url=URL, connect_timeout_seconds=0), "connect_timeout_seconds"),
+        (LoadSpec(url=URL, method="GE T"), "method"),
+        (LoadSpec(url=URL, headers=(("X:A", "1"),)), "header name"),
+        (LoadSpec(url=URL, headers=(("X-A", "1\r\nX-B: 2"),)), "header"),
+        (LoadSpec(url="ftp://127.0.0.1/"), "url"),
+        (LoadSpec(url="https://127.0.0.1/"), "https"),
+        (LoadSpec(url="http:///path"), "host"),
+        (LoadSpec(url="http://127.0.0.1:99999/"), "url"),
+        (LoadSpec(url="http://127.0.0.1:0/"), "port 0"),
+    ],
+)
+def test_spec_invalid_rejected(spec: LoadSpec, named: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        build_target(spec)
+    assert named in str(raised.value)
+
+
+def test_run_load_validates_first() -> None:
+    with pytest.raises(UsageError):
+        run_load(LoadSpec(url=URL, connections=-3))
+
+
+def test_progress_interval_rejected() -> None:
+    with pytest.raises(UsageError) as raised:
+        run_load(LoadSpec(url=URL), progress_interval_seconds=0)
+    assert "progress_interval_seconds" in str(raised.value)
+
+
+def test_request_bytes_default_headers() -> None:
+    target = build_target(LoadSpec(url="http://localhost:9000/a/b?x=1"))
+    assert target.host == "localhost"
+    assert target.port == 9000
+    assert target.request_bytes == (
+        b"GET /a/b?x=1 HTTP/1.1\r\n"
+        b"Host: localhost:9000\r\n"
+        b"User-Agent: hyperlane/" + __version__.encode() + b"\r\n"
+        b"Connection: keep-alive\r\n\r\n"
+    )
+
+
+def test_request_default_port_omitted() -> None:
+    target = build_target(LoadSpec(url="http://example.test"))
+    assert target.port == 80
+    assert target.request_bytes.startswith(b"GET / HTTP/1.1\r\nHost: example.test\r\n")
+
+
+def test_request_ipv6_host_bracketed() -> None:
+    target = build_target(LoadSpec(url="http://[::1]:8080/"))
+    assert target.host == "::1"
+    assert b"\r\nHost: [::1]:8080\r\n" in target.request_bytes
+
+
+def test_request_header_overrides_default() -> None:
+    spec = LoadSpec(url=URL, headers=(("User-Agent", "probe"), ("Host", "svc")))
+    request = build_target(spec).request_bytes
+    assert request.count(b"User-Agent:") == 1
+    assert b"\r\nUser-Agent: probe\r\n" in request
+    assert request.count(b"Host:") == 1
+    assert b"\r\nHost: svc\r\n" in request

@@ -1,0 +1,89 @@
+"""The command line without an engine: help, version, usage errors, exit codes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from hyperlane import __version__
+from hyperlane.exitcodes import ExitCode
+
+HYPERLANE = str(Path(sys.executable).parent / "hyperlane")
+
+
+def _run(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HYPERLANE, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def test_help_lists_commands() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    for command in ("audit", "image", "load", "report"):
+        assert command in result.stdout
+
+
+def test_help_skips_heavy_imports() -> None:
+    probe = (
+        "import sys; sys.argv = ['hyperlane', '--help']\n"
+        "from hyperlane.cli.main import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('loaded:' + ','.join(m for m in ('docker', 'uvloop', 'hdrh', 'yaml') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert result.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+def test_version() -> None:
+    result = _run("--version")
+    assert result.stdout.strip() == f"hyperlane {__version__}"
+
+
+def test_audit_help_shows_units() -> None:
+    result = _run("audit", "--help")
+    assert "--duration" in result.stdout
+    assert "HYPERLANE_DURATION" in result.stdout
+    assert "10s" in result.stdout
+
+
+def test_usage_error_exit_code(tmp_path: Path) -> None:
+    result = _run("audit", "--duration", "forever", cwd=tmp_path)
+    assert result.returncode == ExitCode.USAGE_ERROR
+    assert "invalid value 'forever' for --duration" in result.stderr
+    assert result.stdout == ""
+
+
+def test_config_typo_suggests(tmp_path: Path) -> None:
+    (tmp_path / "hyperlane.toml").write_text("[audit]\ndurration = '3s'\n")
+    result = _run("audit", cwd=tmp_path)
+    assert result.returncode == ExitCode.USAGE_ERROR
+    assert "did you mean 'duration'?" in result.stderr
+
+
+def test_report_missing_file(tmp_path: Path) -> None:
+    result = _run("report", str(tmp_path / "absent.json"))
+    assert result.returncode == ExitCode.USAGE_ERROR
+    assert "not found" in result.stderr
+
+
+def test_report_rejects_other_major(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"schema_version": "9.0.0", "kind": "audit"}))
+    result = _run("report", str(path))
+    assert result.returncode == ExitCode.USAGE_ERROR
+    assert "'9.0.0'" in result.stderr
+
+
+def test_exit_codes_distinct() -> None:
+    values = [int(code) for code in ExitCode]
+    assert len(values) == len(set(values))
+    assert int(ExitCode.INTERRUPTED) == 130

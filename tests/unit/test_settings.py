@@ -1,0 +1,119 @@
+"""Settings: flags over environment over config file over defaults, with bounds."""
+
+from pathlib import Path
+
+import pytest
+
+from hyperlane.errors import UsageError
+from hyperlane.settings import AuditSettings, LoadSettings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("HYPERLANE_DURATION", "HYPERLANE_CONNECTIONS", "HYPERLANE_ENGINE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_sources() -> None:
+    settings = load_settings(AuditSettings, {})
+    assert settings.duration == 10.0
+    assert settings.connections == 8
+    assert settings.cpu_floor == pytest.approx(0.010)
+    assert settings.memory_floor == 100 * 2**20
+    assert settings.engine == "auto"
+
+
+def test_flag_beats_environment_and_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _write_config(tmp_path / "h.toml", '[audit]\nduration = "7s"\n')
+    monkeypatch.setenv("HYPERLANE_DURATION", "5s")
+    settings = load_settings(AuditSettings, {"duration": "3s"}, config)
+    assert settings.duration == 3.0
+
+
+def test_environment_beats_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = _write_config(tmp_path / "h.toml", '[audit]\nduration = "7s"\n')
+    monkeypatch.setenv("HYPERLANE_DURATION", "5s")
+    assert load_settings(AuditSettings, {}, config).duration == 5.0
+
+
+def test_file_section_per_command(tmp_path: Path) -> None:
+    _write_config(
+        tmp_path / "hyperlane.toml",
+        "[audit]\nconnections = 3\n\n[load]\nconnections = 11\n",
+    )
+    assert load_settings(AuditSettings, {}).connections == 3
+    assert load_settings(LoadSettings, {}).connections == 11
+
+
+def test_file_dashed_keys(tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "h.toml", '[audit]\nstart-timeout = "2m"\n')
+    assert load_settings(AuditSettings, {}, config).start_timeout == 120.0
+
+
+def test_unknown_key_suggests(tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "h.toml", "[audit]\nconections = 3\n")
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, {}, config)
+    assert "unknown setting 'conections'" in str(caught.value)
+    assert "did you mean 'connections'?" in str(caught.value)
+
+
+def test_unknown_section_suggests(tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "h.toml", "[audti]\nconnections = 3\n")
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, {}, config)
+    assert "[audti]" in str(caught.value)
+    assert "did you mean 'audit'?" in str(caught.value)
+
+
+def test_invalid_toml_names_file(tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "h.toml", "[audit\n")
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, {}, config)
+    assert str(config) in str(caught.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, {}, tmp_path / "absent.toml")
+    assert "not found" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        ({"connections": "0"}, "--connections"),
+        ({"duration": "-1s"}, "--duration"),
+        ({"duration": "ten"}, "--duration"),
+        ({"port": "70000"}, "--port"),
+        ({"path": "index.html"}, "--path"),
+        ({"engine": "containerd"}, "--engine"),
+        ({"cpu_floor": "lots"}, "--cpu-floor"),
+        ({"memory_floor": "12 parsecs"}, "--memory-floor"),
+    ],
+)
+def test_bounds_name_flag(flags: dict[str, str], fragment: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, flags)
+    assert fragment in str(caught.value)
+    assert repr(next(iter(flags.values()))) in str(caught.value)
+
+
+def test_quantities_parse() -> None:
+    settings = load_settings(
+        AuditSettings,
+        {"cpu_floor": "250m", "memory_floor": "64Mi", "sample_interval": "200ms"},
+    )
+    assert settings.cpu_floor == pytest.approx(0.25)
+    assert settings.memory_floor == 64 * 2**20
+    assert settings.sample_interval == pytest.approx(0.2)
