@@ -222,3 +222,25 @@ def test_terminal_summary(engine_name: str, tmp_path: Path) -> None:
     again = run_hyperlane("report", str(tmp_path / "report" / "report.json"))
     assert again.returncode == 0, again.stderr
     assert f"Hyperlane audit on {engine_name}" in again.stdout
+
+
+def test_api_metrics_source(engine_name: str, tmp_path: Path) -> None:
+    result = run_hyperlane(
+        "audit",
+        "--engine",
+        engine_name,
+        "--out",
+        str(tmp_path / "report"),
+        "--duration",
+        "2s",
+        "--starts",
+        "1",
+        "--metrics-source",
+        "api",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["metrics"]["summary"]
+    assert summary["source"] == "api"
+    assert summary["samples"] >= 2
+    assert summary["cpu_seconds_total"] > 0

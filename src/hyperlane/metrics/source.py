@@ -47,7 +47,7 @@ def open_reader(
                 f"metrics source 'cgroup' needs an engine on this host, but container "
                 f"{container.name!r} runs on a remote engine; use --metrics-source api"
             )
-        logger.info("engine is remote, reading metrics of %s from its API", pid)
+        logger.info("engine is remote, reading metrics of pid %s from its API", pid)
         return ApiStatsReader(container)
 
     try:

@@ -12,7 +12,6 @@ from rich.text import Text
 
 from hyperlane.units import format_bytes, format_seconds
 
-
 # Characters of a layer's history command shown in the table; report.json keeps all.
 CREATED_BY_WIDTH = 20
 
