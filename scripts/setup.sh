@@ -42,22 +42,31 @@ CONF
 fi
 
 wait_for_socket() {
-    local socket=$1 name=$2
-    for _ in $(seq 1 60); do
+    local socket=$1 name=$2 pid=$3 log=$4
+    for _ in $(seq 1 120); do
         if curl -sf --unix-socket "$socket" http://engine/_ping >/dev/null 2>&1; then
             return 0
         fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "setup: $name exited; the end of $log says:" >&2
+            tail -n 5 "$log" >&2
+            return 1
+        fi
         sleep 0.5
     done
-    echo "setup: $name did not answer on $socket within 30 s; see $log_dir" >&2
+    echo "setup: $name did not answer on $socket within 60 s; see $log" >&2
     return 1
 }
 
 if ! curl -sf --unix-socket /var/run/docker.sock http://engine/_ping >/dev/null 2>&1; then
     echo "setup: starting dockerd" >&2
+    if ! pgrep -x dockerd >/dev/null; then
+        # A daemon that was killed leaves its pid files, and a new one refuses to start.
+        rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+    fi
     setsid nohup dockerd --host unix:///var/run/docker.sock \
         >"$log_dir/dockerd.log" 2>&1 < /dev/null &
-    wait_for_socket /var/run/docker.sock dockerd
+    wait_for_socket /var/run/docker.sock dockerd $! "$log_dir/dockerd.log"
 fi
 
 mkdir -p /run/podman
@@ -66,7 +75,8 @@ if ! curl -sf --unix-socket /run/podman/podman.sock http://engine/_ping >/dev/nu
     rm -f /run/podman/podman.sock
     setsid nohup podman system service --time=0 unix:///run/podman/podman.sock \
         >"$log_dir/podman-service.log" 2>&1 < /dev/null &
-    wait_for_socket /run/podman/podman.sock "podman system service"
+    wait_for_socket /run/podman/podman.sock "podman system service" $! \
+        "$log_dir/podman-service.log"
 fi
 
 cd "$repo"
