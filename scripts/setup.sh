@@ -48,13 +48,13 @@ wait_for_socket() {
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
-            echo "setup: $name exited; the end of $log says:" >&2
+            echo "setup: $name exited; last lines of $log:" >&2
             tail -n 5 "$log" >&2
             return 1
         fi
         sleep 0.5
     done
-    echo "setup: $name did not answer on $socket within 60 s; see $log" >&2
+    echo "setup: $name did not respond on $socket within 60 s; see $log" >&2
     return 1
 }
 

@@ -1,7 +1,7 @@
 """The audit: image, cold start, load, monitor, size and report for one image.
 
-Each stage lives in its own subpackage; this module runs them in order, keeps track of
-every container it starts so that all are removed on any exit path, and writes the
+Each stage lives in its own subpackage, and this module runs them in order. It tracks
+every container it starts, so that all are removed on any exit path, and it writes the
 report directory only when every stage has finished.
 """
 
@@ -22,7 +22,7 @@ from docker.models.images import Image
 from hyperlane.engines import Engine, connect
 from hyperlane.errors import ServiceNotReady, UsageError
 from hyperlane.images import ImageAnalysis, analyze_archive, parse_source
-from hyperlane.load import LoadProgress, LoadResult, LoadSpec, run_load
+from hyperlane.load import LoadProgress, LoadResult, run_load, spec_from_settings
 from hyperlane.metrics import MetricsSeries, Sampler, open_reader
 from hyperlane.probes import StartResult, measure_cold_starts, wait_until_ready
 from hyperlane.report.deploy import write_deploy_files
@@ -64,7 +64,7 @@ class SilentObserver:
 
 @dataclass
 class AuditOutcome:
-    """What the audit wrote: the report document and the files beside it."""
+    """Result of an audit: the report document and the files written beside it."""
 
     document: dict[str, Any]
     out_dir: Path
@@ -128,21 +128,6 @@ def _container_port(settings: AuditSettings, analysis: ImageAnalysis) -> int:
     )
 
 
-def _check_load_settings(settings: AuditSettings) -> None:
-    # TODO: multi-process workers and scenario files belong to the full load
-    # generator; until then they are rejected rather than silently ignored.
-    if settings.workers != 1:
-        raise UsageError(
-            f"--workers {settings.workers} is not supported yet; the load runs in one "
-            "process, so pass --workers 1"
-        )
-    if settings.scenario is not None:
-        raise UsageError(
-            f"--scenario {str(settings.scenario)!r} is not supported yet; pass "
-            "--path, --connections and --duration instead"
-        )
-
-
 def _run_load_stage(
     engine: Engine,
     image_ref: str,
@@ -170,15 +155,7 @@ def _run_load_stage(
         settings.metrics_source, container, pid, local=engine.info.local
     )
     sampler = Sampler(reader, interval_seconds=settings.sample_interval)
-    spec = LoadSpec(
-        url=f"http://127.0.0.1:{host_port}{settings.path}",
-        connections=settings.connections,
-        duration_seconds=settings.duration,
-        requests=settings.requests,
-        rate_per_second=settings.rate,
-        timeout_seconds=settings.timeout,
-        connect_timeout_seconds=settings.connect_timeout,
-    )
+    spec = spec_from_settings(settings, f"http://127.0.0.1:{host_port}{settings.path}")
     sampler.start()
     try:
         result = run_load(spec, progress=observer.load_progress)
@@ -236,7 +213,8 @@ def run_audit(
     removed and no report directory that looks complete is left behind.
     """
     observer = observer or SilentObserver()
-    _check_load_settings(settings)
+    # Checked before any work, so an unsupported load option fails at once.
+    spec_from_settings(settings, "http://127.0.0.1/")
     staged = StagedDirectory(settings.out)
     with staged:
         observer.stage("engine", f"connecting to the {settings.engine} engine")

@@ -52,7 +52,11 @@ def _main(
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    level = logging.INFO
+    if verbose:
+        level = logging.DEBUG
+    elif quiet:
+        level = logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger("hyperlane")
@@ -179,29 +183,13 @@ def load_command(**kwargs: Any) -> None:
 
     def action() -> int:
         from hyperlane.cli.progress import make_observer
-        from hyperlane.load import LoadSpec, run_load
+        from hyperlane.load import run_load, spec_from_settings
         from hyperlane.report.document import document_header
         from hyperlane.report.terminal import render_load
         from hyperlane.settings import load_settings
 
         settings = load_settings(LoadSettings, flags, _config_path(common))
-        if settings.workers != 1 or settings.scenario is not None:
-            from hyperlane.errors import UsageError
-
-            # TODO: multi-process workers and scenario files are not built yet.
-            raise UsageError(
-                "--workers above 1 and --scenario are not supported yet; the load "
-                "runs in one process with --connections, --duration and --rate"
-            )
-        spec = LoadSpec(
-            url=url,
-            connections=settings.connections,
-            duration_seconds=settings.duration,
-            requests=settings.requests,
-            rate_per_second=settings.rate,
-            timeout_seconds=settings.timeout,
-            connect_timeout_seconds=settings.connect_timeout,
-        )
+        spec = spec_from_settings(settings, url)
         with make_observer(quiet=common["quiet"]) as observer:
             observer.stage("load", f"sending load to {url}")
             result = run_load(spec, progress=observer.load_progress)

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.status import Status
 
 from hyperlane.units import format_bytes, format_seconds
@@ -63,5 +64,14 @@ def make_observer(quiet: bool) -> Iterator[LogObserver]:
         yield LogObserver()
         return
     console = Console(stderr=True)
-    with console.status("starting") as status:
-        yield TerminalObserver(status)
+    # Log records go through the same console, so they print above the live line
+    # instead of breaking it.
+    root = logging.getLogger("hyperlane")
+    previous_handlers = root.handlers[:]
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    root.handlers[:] = [handler]
+    try:
+        with console.status("starting") as status:
+            yield TerminalObserver(status)
+    finally:
+        root.handlers[:] = previous_handlers

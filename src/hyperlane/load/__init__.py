@@ -3,7 +3,7 @@
 from hyperlane.load.latency import LatencySummary
 from hyperlane.load.result import ERROR_KINDS, LoadProgress, LoadResult
 from hyperlane.load.runner import run_load
-from hyperlane.load.spec import LoadSpec
+from hyperlane.load.spec import LoadSpec, spec_from_settings
 
 __all__ = [
     "ERROR_KINDS",
@@ -12,4 +12,5 @@ __all__ = [
     "LoadResult",
     "LoadSpec",
     "run_load",
+    "spec_from_settings",
 ]

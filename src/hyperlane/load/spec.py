@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from hyperlane import __version__
 from hyperlane.errors import UsageError
+from hyperlane.settings import LoadSettings
 
 # RFC 9110 token characters, used by methods and header names.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -177,3 +178,31 @@ def build_target(spec: LoadSpec) -> Target:
             "outside Latin-1. Percent-encode the URL and use ASCII header values."
         ) from error
     return Target(host=host, port=port, request_bytes=request_bytes)
+
+
+def spec_from_settings(settings: LoadSettings, url: str) -> LoadSpec:
+    """Build the LoadSpec that the load flags in ``settings`` describe for ``url``.
+
+    Raises UsageError for the options this generator does not implement yet, rather
+    than ignoring them.
+    """
+    # TODO: multi-process workers and scenario files are not built yet.
+    if settings.workers != 1:
+        raise UsageError(
+            f"--workers {settings.workers} is not supported yet; the load runs in one "
+            "process, so pass --workers 1"
+        )
+    if settings.scenario is not None:
+        raise UsageError(
+            f"--scenario {str(settings.scenario)!r} is not supported yet; pass the URL "
+            "with --connections, --duration and --rate instead"
+        )
+    return LoadSpec(
+        url=url,
+        connections=settings.connections,
+        duration_seconds=settings.duration,
+        requests=settings.requests,
+        rate_per_second=settings.rate,
+        timeout_seconds=settings.timeout,
+        connect_timeout_seconds=settings.connect_timeout,
+    )

@@ -94,7 +94,7 @@ def _raise_if_exited(container: Container, container_port: int) -> None:
     if state.get("Status") in ("exited", "dead") or not state.get("Running", True):
         raise ServiceNotReady(
             f"container {container.name} exited with code {state.get('ExitCode')} "
-            f"before answering on port {container_port}.{_log_tail(container)} "
+            f"before responding on port {container_port}.{_log_tail(container)} "
             "Check the image's command, or run it by hand to see why it stops"
         )
 
@@ -159,7 +159,7 @@ def measure_cold_starts(
     """Start ``image`` ``starts`` times in fresh containers and time each start.
 
     ``track`` receives each container as soon as it exists, so that the caller can
-    remove it on any exit path; this function removes each one after its attempt.
+    remove it on any exit path. This function removes each one after its attempt.
     """
     attempts: list[StartAttempt] = []
     for index in range(starts):

@@ -77,7 +77,7 @@ def write_deploy_files(
         path = out_dir / file_name
         _write_atomically(path, text, mode)
         paths.append(path)
-    logger.info("Wrote deploy files %s", [str(path) for path in paths])
+    logger.debug("wrote deploy files %s", [str(path) for path in paths])
     return paths
 
 
