@@ -60,6 +60,20 @@ def build_image(
     return image.id
 
 
+def _remove_stale_containers(client: docker.DockerClient) -> None:
+    """Remove containers that an earlier, killed test run left behind.
+
+    Tests assert that no Hyperlane container exists after a command, so a leftover
+    from another run would fail them for a reason unrelated to the code under test.
+    """
+    stale = client.containers.list(
+        all=True, filters={"label": "io.hyperlane.owner=hyperlane"}
+    )
+    for container in stale:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
 @pytest.fixture(scope="session", params=sorted(ENGINE_SOCKETS))
 def engine_name(request: pytest.FixtureRequest) -> str:
     """Name of a real engine, once for Docker and once for Podman."""
@@ -75,6 +89,7 @@ def engine_client(engine_name: str) -> Iterator[docker.DockerClient]:
         client.ping()
     except docker.errors.DockerException as error:
         pytest.fail(f"{engine_name} is not answering; run scripts/setup.sh: {error}")
+    _remove_stale_containers(client)
     yield client
     client.close()
 

@@ -161,6 +161,15 @@ def _run_load_stage(
         result = run_load(spec, progress=observer.load_progress)
     finally:
         series = sampler.stop()
+    if result.requests_total == 0:
+        errors = ", ".join(
+            f"{kind} {count}" for kind, count in result.errors.items() if count
+        )
+        raise ServiceNotReady(
+            f"no request to {spec.url} completed during the load "
+            f"({result.requests_sent} sent; errors: {errors or 'none'}), so there is "
+            "nothing to size from; check --path, --timeout and the container's logs"
+        )
 
     container.reload()
     state = container.attrs["State"]
@@ -189,6 +198,16 @@ def _size(series: MetricsSeries, settings: AuditSettings) -> Recommendation:
         for sample in series.samples
         if sample.memory_working_set_bytes is not None
     ]
+    memory_measure = "working set"
+    if not working_sets:
+        # Podman's stats API reports total usage but no working set. Usage includes
+        # reclaimable page cache, so sizing from it errs on the generous side.
+        working_sets = [
+            sample.memory_usage_bytes
+            for sample in series.samples
+            if sample.memory_usage_bytes is not None
+        ]
+        memory_measure = "memory usage (page cache included; no working set)"
     summary = series.summary()
     policy = SizingPolicy(
         cpu_floor_cores=settings.cpu_floor, memory_floor_bytes=settings.memory_floor
@@ -198,6 +217,7 @@ def _size(series: MetricsSeries, settings: AuditSettings) -> Recommendation:
         working_sets,
         history_seconds=summary.duration_seconds or 0.0,
         policy=policy,
+        memory_measure=memory_measure,
     )
 
 

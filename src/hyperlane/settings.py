@@ -9,12 +9,14 @@ default.
 from __future__ import annotations
 
 import difflib
+import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -28,6 +30,7 @@ from hyperlane.units import parse_cpu_cores, parse_duration_seconds, parse_memor
 CONFIG_FILE_NAME = "hyperlane.toml"
 KNOWN_SECTIONS = frozenset({"audit", "load", "image"})
 ENV_PREFIX = "HYPERLANE_"
+_REQUEST_PATH = re.compile(r"^/[\x21\x22\x24-\x7e]*$")
 
 Seconds = Annotated[float, BeforeValidator(parse_duration_seconds)]
 Cores = Annotated[float, BeforeValidator(parse_cpu_cores)]
@@ -103,6 +106,7 @@ class LoadSettings(CommandSettings):
     rate: float | None = Field(
         None,
         gt=0,
+        allow_inf_nan=False,
         le=10_000_000,
         description="Target arrival rate in requests per second; selects the open "
         "model.",
@@ -111,7 +115,10 @@ class LoadSettings(CommandSettings):
         None, ge=1, description="Exact number of requests to send, then stop."
     )
     workers: int = Field(
-        1, ge=1, le=256, description="Load-generator worker processes."
+        1,
+        ge=1,
+        le=256,
+        description="Load-generator worker processes; only 1 is supported so far.",
     )
     timeout: Seconds = Field(
         5.0, gt=0, le=3600, description="Read timeout of one request, e.g. 5s."
@@ -120,7 +127,9 @@ class LoadSettings(CommandSettings):
         2.0, gt=0, le=3600, description="Connect timeout of one connection, e.g. 2s."
     )
     scenario: Path | None = Field(
-        None, description="TOML scenario file with weighted requests and thresholds."
+        None,
+        description="TOML scenario file with weighted requests and thresholds; not "
+        "supported yet.",
     )
 
 
@@ -142,7 +151,9 @@ class AuditSettings(LoadSettings):
         "port.",
     )
     path: str = Field(
-        "/", pattern=r"^/", description="HTTP path for readiness and load, e.g. /."
+        "/",
+        description="HTTP path (and query) for readiness and load, percent-encoded, "
+        "e.g. /health?full=1.",
     )
     starts: int = Field(3, ge=1, le=50, description="Cold starts to measure.")
     start_timeout: Seconds = Field(
@@ -161,15 +172,31 @@ class AuditSettings(LoadSettings):
     )
     cpu_floor: Cores = Field(
         0.010,
-        gt=0,
-        le=1024,
+        # 1m is the smallest CPU quantity Kubernetes accepts, and 256 cores is
+        # 262144 CPU shares, the kernel's maximum.
+        ge=0.001,
+        le=256,
         description="Lowest CPU request to recommend, e.g. 10m.",
     )
     memory_floor: Bytes = Field(
         100 * 2**20,
-        gt=0,
+        # Docker rejects memory limits below 6 MiB.
+        ge=6 * 2**20,
+        le=2**40,
         description="Lowest memory to recommend, e.g. 100Mi.",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        # A fragment is never sent to a server, and HTTP/1.1 request targets are
+        # printable ASCII, so other characters must be percent-encoded.
+        if not _REQUEST_PATH.match(value):
+            raise ValueError(
+                "a path starts with / and contains only printable ASCII without "
+                "spaces or '#'; percent-encode other characters, e.g. /caf%C3%A9"
+            )
+        return value
 
 
 class ImageSettings(CommandSettings):
@@ -189,6 +216,11 @@ _FILE_VALUES: ContextVar[dict[str, dict[str, Any]] | None] = ContextVar(
 def find_config_file(explicit: Path | None) -> Path | None:
     """Return the config file to read: the given one, or ./hyperlane.toml if present."""
     if explicit is not None:
+        if explicit.is_dir():
+            raise UsageError(
+                f"config file {str(explicit)!r} is a directory; pass a TOML file to "
+                "--config"
+            )
         if not explicit.is_file():
             raise UsageError(
                 f"config file {str(explicit)!r} not found; pass an existing file to "
@@ -224,21 +256,57 @@ def _suggest(name: str, choices: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def unit_of(field: FieldInfo) -> str | None:
+    """Return the unit a field's text is parsed into, or None for plain values."""
+    for item in field.metadata:
+        function = getattr(item, "func", None)
+        if function is parse_duration_seconds:
+            return "seconds"
+        if function is parse_memory_bytes:
+            return "bytes"
+        if function is parse_cpu_cores:
+            return "cores"
+    return None
+
+
+def _origin_of(
+    name: str, flags: dict[str, Any], section: str, file_values: dict[str, Any]
+) -> tuple[str, Any]:
+    """Return where the value of setting ``name`` came from, and the text given."""
+    if name in flags:
+        return "--" + name.replace("_", "-"), flags[name]
+    variable = f"{ENV_PREFIX}{name.upper()}"
+    if variable in os.environ:
+        return variable, os.environ[variable]
+    if name in file_values:
+        return f"{name} in [{section}] of {CONFIG_FILE_NAME}", file_values[name]
+    return f"the default of {name}", None
+
+
 def _describe_error(
-    error: ValidationError, model: type[CommandSettings], origin: str
+    error: ValidationError,
+    model: type[CommandSettings],
+    flags: dict[str, Any],
+    file_values: dict[str, Any],
 ) -> str:
     fields = sorted(model.model_fields)
     messages = []
     for item in error.errors():
         name = str(item["loc"][0]) if item["loc"] else "?"
-        flag = "--" + name.replace("_", "-")
         if item["type"] == "extra_forbidden":
             messages.append(
-                f"unknown setting {name!r} in {origin}{_suggest(name, fields)}"
+                f"unknown setting {name!r} in [{model.section}] of the config file"
+                f"{_suggest(name, fields)}"
             )
             continue
+        origin, given = _origin_of(name, flags, model.section, file_values)
         reason = str(item["msg"]).removeprefix("Value error, ")
-        messages.append(f"invalid value {item.get('input')!r} for {flag}: {reason}")
+        field = model.model_fields.get(name)
+        unit = unit_of(field) if field is not None else None
+        if unit is not None and "than" in reason:
+            reason = f"{reason} {unit}"
+        value = given if given is not None else item.get("input")
+        messages.append(f"invalid value {value!r} for {origin}: {reason}")
     return "; ".join(messages)
 
 
@@ -264,7 +332,7 @@ def load_settings(
     try:
         return model(**given)
     except ValidationError as error:
-        origin = f"[{model.section}] of the config file"
-        raise UsageError(_describe_error(error, model, origin)) from None
+        file_values = sections.get(model.section, {})
+        raise UsageError(_describe_error(error, model, given, file_values)) from None
     finally:
         _FILE_VALUES.reset(token)

@@ -33,6 +33,7 @@ _MEMORY_UNITS_BYTES = {
     "G": 1000**3,
     "T": 1000**4,
 }
+_CPU_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(m?)\s*$")
 _MEMORY_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
 
 
@@ -65,14 +66,14 @@ def parse_cpu_cores(value: object) -> float:
     if isinstance(value, int | float):
         cores = float(value)
     else:
-        text = str(value).strip()
-        try:
-            cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-        except ValueError:
+        match = _CPU_PATTERN.match(str(value))
+        if match is None:
             raise ValueError(
                 f"invalid CPU quantity {value!r}; use millicores such as 250m or cores "
                 "such as 0.25"
-            ) from None
+            )
+        number, milli = match.groups()
+        cores = float(number) / 1000 if milli else float(number)
     if not math.isfinite(cores):
         raise ValueError(f"invalid CPU quantity {value!r}; it must be finite")
     return cores

@@ -134,8 +134,12 @@ def test_container_exits_at_once(
     assert _owned_containers(engine_client) == []
 
 
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_removes_containers(
-    engine_name: str, engine_client: docker.DockerClient, tmp_path: Path
+    engine_name: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+    signal_number: signal.Signals,
 ) -> None:
     out_dir = tmp_path / "report"
     process = subprocess.Popen(
@@ -166,7 +170,10 @@ def test_interrupt_removes_containers(
         else:
             pytest.fail("the audit never started its load container")
         time.sleep(1.0)
-        process.send_signal(signal.SIGINT)
+        # A second signal soon after the first must not cut the clean-up short.
+        process.send_signal(signal_number)
+        time.sleep(0.05)
+        process.send_signal(signal_number)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -179,6 +186,58 @@ def test_interrupt_removes_containers(
     assert _owned_containers(engine_client) == []
 
 
+def test_load_without_success(
+    engine_name: str, engine_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    result = run_hyperlane(
+        "audit",
+        "--engine",
+        engine_name,
+        "--out",
+        str(out_dir),
+        "--starts",
+        "1",
+        "--duration",
+        "1s",
+        "--timeout",
+        "1us",
+    )
+    assert result.returncode == ExitCode.SERVICE_NOT_READY, result.stderr
+    assert "no request to http://127.0.0.1:" in result.stderr
+    assert "timeout" in result.stderr
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert _owned_containers(engine_client) == []
+
+
+def test_start_deadline_enforced(
+    engine_name: str, engine_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    result = run_hyperlane(
+        "audit",
+        "--engine",
+        engine_name,
+        "--out",
+        str(out_dir),
+        "--start-timeout",
+        "1us",
+    )
+    assert result.returncode == ExitCode.SERVICE_NOT_READY, result.stderr
+    assert "within --start-timeout" in result.stderr
+    assert not out_dir.exists()
+    assert _owned_containers(engine_client) == []
+
+
+def test_invalid_reference(engine_name: str, tmp_path: Path) -> None:
+    result = run_hyperlane(
+        "audit", "Bad Image!!", "--engine", engine_name, "--out", str(tmp_path / "r")
+    )
+    assert result.returncode == ExitCode.USAGE_ERROR, result.stderr
+    assert "invalid image reference 'Bad Image!!'" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
@@ -187,8 +246,18 @@ def test_interrupt_removes_containers(
         (("--engine", "kubernetes"), "invalid value 'kubernetes' for --engine"),
         (("--metrics-source", "proc"), "invalid value 'proc' for --metrics-source"),
         (("--workers", "4"), "--workers 4 is not supported yet"),
+        (("--path", "/a b"), "invalid value '/a b' for --path"),
+        (("--memory-floor", "5Mi"), "invalid value '5Mi' for --memory-floor"),
     ],
-    ids=["duration", "connections", "engine", "metrics-source", "workers"],
+    ids=[
+        "duration",
+        "connections",
+        "engine",
+        "metrics-source",
+        "workers",
+        "path",
+        "memory-floor",
+    ],
 )
 def test_invalid_flag(
     arguments: tuple[str, ...], expected: str, tmp_path: Path

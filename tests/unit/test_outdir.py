@@ -25,25 +25,65 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+EARLIER_REPORT = '{"schema_version": "0.1.0", "tool": {"name": "hyperlane"}}'
+
+
+def _earlier_report(target: Path) -> None:
+    target.mkdir()
+    (target / "report.json").write_text(EARLIER_REPORT)
+    (target / "deploy").mkdir()
+    (target / "deploy" / "compose.yaml").write_text("old")
+
+
 def test_replaces_earlier_report(tmp_path: Path) -> None:
     target = tmp_path / "report"
-    target.mkdir()
-    (target / "report.json").write_text("old")
-    (target / "stale.txt").write_text("old")
+    _earlier_report(target)
     with StagedDirectory(target) as staged:
         (staged.path / "report.json").write_text("new")
         staged.commit()
     assert (target / "report.json").read_text() == "new"
-    assert not (target / "stale.txt").exists()
+    assert not (target / "deploy").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["report"]
+
+
+def test_keeps_directory_with_other_files(tmp_path: Path) -> None:
+    target = tmp_path / "project"
+    _earlier_report(target)
+    (target / "notes.txt").write_text("precious")
+    with pytest.raises(UsageError, match=r"'notes\.txt'"):
+        StagedDirectory(target)
+    assert (target / "notes.txt").read_text() == "precious"
+
+
+def test_keeps_foreign_report_json(tmp_path: Path) -> None:
+    target = tmp_path / "project"
+    target.mkdir()
+    (target / "report.json").write_text('{"sales": 3}')
+    with pytest.raises(UsageError, match="not written by Hyperlane"):
+        StagedDirectory(target)
+    assert (target / "report.json").read_text() == '{"sales": 3}'
+
+
+def test_rejects_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="current directory"):
+        StagedDirectory(Path())
+
+
+def test_unwritable_parent(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="writable --out"):
+        StagedDirectory(Path("/proc/hyperlane-report"))
 
 
 def test_failure_keeps_earlier_report(tmp_path: Path) -> None:
     target = tmp_path / "report"
-    target.mkdir()
-    (target / "report.json").write_text("old")
+    _earlier_report(target)
     with pytest.raises(RuntimeError), StagedDirectory(target):
         raise RuntimeError("stage failed")
-    assert (target / "report.json").read_text() == "old"
+    assert (target / "report.json").read_text() == EARLIER_REPORT
+    assert (target / "deploy" / "compose.yaml").read_text() == "old"
 
 
 def test_rejects_foreign_directory(tmp_path: Path) -> None:

@@ -117,3 +117,60 @@ def test_quantities_parse() -> None:
     assert settings.cpu_floor == pytest.approx(0.25)
     assert settings.memory_floor == 64 * 2**20
     assert settings.sample_interval == pytest.approx(0.2)
+
+
+def test_error_names_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYPERLANE_DURATION", "abc")
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, {})
+    assert "invalid value 'abc' for HYPERLANE_DURATION" in str(caught.value)
+
+
+def test_error_names_config_key(tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "h.toml", '[audit]\nconnections = "x"\n')
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, {}, config)
+    assert "invalid value 'x' for connections in [audit]" in str(caught.value)
+
+
+def test_range_error_shows_given_text() -> None:
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, {"duration": "99999h"})
+    assert "'99999h'" in str(caught.value)
+    assert "86400 seconds" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "path", ["/é", "/a b", "/index.html#top", "health", "/tab\there"]
+)
+def test_path_rejects(path: str) -> None:
+    with pytest.raises(UsageError, match="percent-encode"):
+        load_settings(AuditSettings, {"path": path})
+
+
+@pytest.mark.parametrize("path", ["/", "/health?full=1", "/caf%C3%A9", "/a/b.html"])
+def test_path_accepts(path: str) -> None:
+    assert load_settings(AuditSettings, {"path": path}).path == path
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        ({"memory_floor": "5Mi"}, "6291456 bytes"),
+        ({"memory_floor": "2Ti"}, "1099511627776 bytes"),
+        ({"cpu_floor": "0.5m"}, "0.001 cores"),
+        ({"cpu_floor": "257"}, "256 cores"),
+        ({"cpu_floor": "1_000"}, "invalid CPU quantity"),
+        ({"cpu_floor": "1e3"}, "invalid CPU quantity"),
+        ({"rate": "nan"}, "finite number"),
+    ],
+)
+def test_quantity_bounds(flags: dict[str, str], fragment: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        load_settings(AuditSettings, flags)
+    assert fragment in str(caught.value)
+
+
+def test_config_directory_rejected(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is a directory"):
+        load_settings(AuditSettings, {}, tmp_path)

@@ -6,9 +6,11 @@ Typer and the settings models.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -34,6 +36,9 @@ app = typer.Typer(
 )
 
 logger = logging.getLogger("hyperlane")
+
+# Set by the first SIGINT or SIGTERM.
+_interrupted = threading.Event()
 
 
 def _version(value: bool) -> None:
@@ -65,21 +70,40 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     root.propagate = False
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def _interrupt_once(signum: int, frame: FrameType | None) -> None:
+    """Raise KeyboardInterrupt for the first SIGINT or SIGTERM and ignore the rest.
+
+    A second Ctrl-C would otherwise break off the removal of the containers that the
+    first one started.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _interrupted.set()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise KeyboardInterrupt from None
+    # Inside the load's event loop an exception raised here could surface in a
+    # protocol callback, where the loop reports it and carries on. Cancelling the
+    # tasks ends the run instead, and _run maps the cancellation to an interrupt.
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
 
 
 def _run(action: Callable[[], int], verbose: bool) -> None:
     """Run a command body and map its outcome to the documented exit code."""
     from hyperlane.errors import HyperlaneError
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_term = signal.signal(signal.SIGTERM, _interrupt_once)
+    previous_int = signal.signal(signal.SIGINT, _interrupt_once)
     try:
         code = action()
     except HyperlaneError as error:
         typer.echo(f"hyperlane: error: {error}", err=True)
         raise typer.Exit(int(error.exit_code)) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError) as error:
+        if isinstance(error, asyncio.CancelledError) and not _interrupted.is_set():
+            raise
         typer.echo(
             "hyperlane: interrupted; containers it started were removed", err=True
         )
@@ -94,7 +118,8 @@ def _run(action: Callable[[], int], verbose: bool) -> None:
         )
         raise typer.Exit(int(ExitCode.UNEXPECTED_ERROR)) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
     raise typer.Exit(code)
 
 
@@ -183,6 +208,7 @@ def load_command(**kwargs: Any) -> None:
 
     def action() -> int:
         from hyperlane.cli.progress import make_observer
+        from hyperlane.errors import ServiceNotReady
         from hyperlane.load import run_load, spec_from_settings
         from hyperlane.report.document import document_header
         from hyperlane.report.terminal import render_load
@@ -199,6 +225,12 @@ def load_command(**kwargs: Any) -> None:
             _print_json(document)
         else:
             render_load(document, _stdout_console())
+        if result.requests_total == 0:
+            # The figures above are still printed, since they show what failed.
+            raise ServiceNotReady(
+                f"no request to {url} completed ({result.errors_total} errors); "
+                "check that the server is listening and the URL is right"
+            )
         return int(ExitCode.SUCCESS)
 
     _run(action, common["verbose"])
@@ -214,7 +246,18 @@ def report_command(
         from hyperlane.report.document import read_document
         from hyperlane.report.terminal import render_document
 
-        render_document(read_document(Path(file)), _stdout_console())
+        path = Path(file)
+        document = read_document(path)
+        try:
+            render_document(document, _stdout_console())
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            from hyperlane.errors import UsageError
+
+            raise UsageError(
+                f"{file!r} is not a complete Hyperlane {document.get('kind')} "
+                f"document: field {error} is missing or has the wrong type; "
+                "regenerate it with this version of Hyperlane"
+            ) from None
         return int(ExitCode.SUCCESS)
 
     _run(action, False)

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from pydantic.fields import FieldInfo
 
-from hyperlane.settings import ENV_PREFIX, CommandSettings
+from hyperlane.settings import ENV_PREFIX, CommandSettings, unit_of
 
 # Options every command takes besides its settings.
 COMMON_PARAMETERS = [
@@ -51,11 +51,21 @@ COMMON_PARAMETERS = [
 ]
 
 
+def _format_default(value: Any, unit: str | None) -> str:
+    if unit == "seconds":
+        return f"{value:g}s"
+    if unit == "cores":
+        return f"{value * 1000:g}m"
+    if unit == "bytes" and value % 2**20 == 0:
+        return f"{value // 2**20}Mi"
+    return str(value)
+
+
 def _help_for(name: str, field: FieldInfo) -> str:
     default = field.get_default(call_default_factory=True)
     parts = [field.description or ""]
     if default is not None:
-        parts.append(f"(default: {default})")
+        parts.append(f"(default: {_format_default(default, unit_of(field))})")
     parts.append(f"(env: {ENV_PREFIX}{name.upper()})")
     return " ".join(part for part in parts if part)
 

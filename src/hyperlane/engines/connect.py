@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import docker
@@ -20,6 +22,9 @@ logger = logging.getLogger(__name__)
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 PODMAN_SOCKETS = (Path("/run/podman/podman.sock"),)
 CONNECT_TIMEOUT_SECONDS = 60
+# Any engine answers /version; the client then speaks the version the engine reports.
+PROBE_API_VERSION = "1.24"
+PROBE_TIMEOUT_SECONDS = 5.0
 
 
 def _podman_sockets(environ: Mapping[str, str]) -> list[Path]:
@@ -55,8 +60,42 @@ def _is_local(base_url: str) -> bool:
     return parsed.hostname in ("localhost", "127.0.0.1", "::1")
 
 
-def _describe(client: docker.DockerClient, base_url: str) -> EngineInfo:
-    version = client.version()
+def _check_reachable(url: str) -> None:
+    """Open and close a plain connection to ``url``, raising OSError on failure.
+
+    docker-py leaves its socket open when a connection fails, so unreachable
+    addresses are caught here first.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(PROBE_TIMEOUT_SECONDS)
+            connection.connect(parsed.path)
+    elif parsed.scheme in ("tcp", "http", "https") and parsed.hostname:
+        port = parsed.port or (2376 if parsed.scheme == "https" else 2375)
+        with socket.create_connection(
+            (parsed.hostname, port), timeout=PROBE_TIMEOUT_SECONDS
+        ):
+            pass
+
+
+def _server_version(url: str) -> dict[str, Any]:
+    """Read the engine's unversioned /version endpoint.
+
+    A client pinned to an old API version does this, because letting the SDK detect
+    the version leaks its socket when the engine does not respond.
+    """
+    probe = docker.APIClient(
+        base_url=url, version=PROBE_API_VERSION, timeout=CONNECT_TIMEOUT_SECONDS
+    )
+    try:
+        version: dict[str, Any] = probe.version(api_version=False)
+    finally:
+        probe.close()
+    return version
+
+
+def _describe(version: dict[str, Any], base_url: str) -> EngineInfo:
     components = version.get("Components") or []
     component_names = [str(item.get("Name", "")) for item in components]
     is_podman = any("podman" in name.lower() for name in component_names)
@@ -67,6 +106,18 @@ def _describe(client: docker.DockerClient, base_url: str) -> EngineInfo:
         base_url=base_url,
         local=_is_local(base_url),
     )
+
+
+def _report_failure(
+    url: str, error: Exception, environ: Mapping[str, str], failures: list[str]
+) -> None:
+    failures.append(f"{url} ({type(error).__name__})")
+    if url == environ.get("DOCKER_HOST"):
+        # The user chose this address, so falling back to another engine silently
+        # would audit something they did not ask for.
+        logger.warning("DOCKER_HOST=%s did not respond (%s)", url, error)
+    else:
+        logger.debug("engine at %s did not respond: %s", url, error)
 
 
 def connect(engine: str = "auto", environ: Mapping[str, str] | None = None) -> Engine:
@@ -80,19 +131,19 @@ def connect(engine: str = "auto", environ: Mapping[str, str] | None = None) -> E
     failures: list[str] = []
     for url in urls:
         try:
-            client = docker.DockerClient(base_url=url, timeout=CONNECT_TIMEOUT_SECONDS)
-        except (docker.errors.DockerException, requests.RequestException) as error:
-            failures.append(f"{url} ({type(error).__name__})")
-            logger.debug("engine at %s did not answer: %s", url, error)
+            _check_reachable(url)
+            version = _server_version(url)
+        except (
+            OSError,
+            docker.errors.DockerException,
+            requests.RequestException,
+        ) as error:
+            _report_failure(url, error, environ, failures)
             continue
-        try:
-            client.ping()
-            info = _describe(client, url)
-        except (docker.errors.DockerException, requests.RequestException) as error:
-            client.close()
-            failures.append(f"{url} ({type(error).__name__})")
-            logger.debug("engine at %s did not answer: %s", url, error)
-            continue
+        info = _describe(version, url)
+        client = docker.DockerClient(
+            base_url=url, version=info.api_version, timeout=CONNECT_TIMEOUT_SECONDS
+        )
         if engine in ("docker", "podman") and info.name != engine:
             logger.warning(
                 "--engine %s was requested but %s answers at %s", engine, info.name, url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -15,9 +16,43 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.images import Image
 
-from hyperlane.errors import EngineUnavailable, ImageInvalid, ServiceNotReady
+from hyperlane.errors import (
+    EngineUnavailable,
+    ImageInvalid,
+    ServiceNotReady,
+    UsageError,
+)
 
 logger = logging.getLogger(__name__)
+
+# The reference grammar of the distribution project's reference package, which both
+# engines follow: [domain[:port]/]path[:tag][@algorithm:digest], lowercase path
+# components. A first component is a domain only when it is localhost or contains a
+# "." or ":". An image id or a unique prefix of one is accepted too.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = (
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+)
+_REFERENCE = re.compile(
+    rf"^(?:(?:localhost|(?=[^/]*[.:]){_DOMAIN})/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*"
+    r":[0-9a-fA-F]{32,})?$"
+)
+_IMAGE_ID = re.compile(r"^(?:sha256:)?[0-9a-f]{12,64}$")
+
+
+def validate_reference(reference: str) -> None:
+    """Raise UsageError unless ``reference`` is a well-formed image reference or id."""
+    if len(reference) <= 255 and (
+        _REFERENCE.match(reference) or _IMAGE_ID.match(reference)
+    ):
+        return
+    raise UsageError(
+        f"invalid image reference {reference!r}: use [registry/]name[:tag][@digest] "
+        "with a lowercase name, such as localhost/app:1.0, or an image id"
+    )
+
 
 # Labels let a later run, or a person, find containers that Hyperlane started.
 CONTAINER_LABEL = "io.hyperlane.owner"
@@ -93,19 +128,33 @@ class Engine:
         return image
 
     def get_image(self, reference: str) -> Image:
-        """Return the engine's image ``reference``; ImageInvalid if it has none."""
+        """Return the engine's image ``reference``.
+
+        Raises UsageError for a malformed reference and ImageInvalid when the engine
+        has no such image.
+        """
+        validate_reference(reference)
         try:
             return self.client.images.get(reference)
         except docker.errors.ImageNotFound:
             raise ImageInvalid(
                 f"image {reference!r} not found in the {self.info.name} engine at "
-                f"{self.info.base_url}; build or load it first (no registry is "
-                "contacted), or pass an archive such as docker-archive:PATH"
+                f"{self.info.base_url}; build it, or load its archive with docker "
+                "load or podman load, then try again (no registry is contacted)"
             ) from None
         except docker.errors.APIError as error:
+            # Docker answers 400 to a malformed reference, Podman 4.3 answers 500.
+            if error.status_code == 400 or "invalid reference format" in str(
+                error.explanation
+            ):
+                raise UsageError(
+                    f"invalid image reference {reference!r}: the {self.info.name} "
+                    f"engine rejected it ({error.explanation}); use "
+                    "[registry/]name[:tag][@digest], such as localhost/app:1.0"
+                ) from None
             raise EngineUnavailable(
                 f"the {self.info.name} engine failed to look up image "
-                f"{reference!r}: {error}"
+                f"{reference!r}: {error.explanation or error}"
             ) from None
 
     def export_image(

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import zstandard
 
 from hyperlane.errors import ImageInvalid, UsageError
+from hyperlane.images.config import parse_config
 from hyperlane.images.layers import LayerStream, read_layer
-from hyperlane.images.model import ImageAnalysis, ImageConfig, LayerAnalysis
+from hyperlane.images.model import ImageAnalysis, LayerAnalysis
 from hyperlane.images.stacking import (
     FileSystemStack,
     PathEscapesRoot,
@@ -36,6 +37,26 @@ _INDEX_MEDIA_TYPES = {
 _BLOB_PATH = re.compile(r"blobs/(?P<algorithm>[a-z0-9]+)/(?P<hex>[a-f0-9]+)")
 _CONFIG_FILE = re.compile(r"(?P<hex>[a-f0-9]{64})\.json")
 _READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, zstandard.ZstdError)
+# Magic numbers of the compressions that tarfile's "r:*" mode tries, and of zstd,
+# which the Python 3.11 tarfile module cannot read.
+_COMPRESSION_MAGIC = (
+    (b"\x1f\x8b", "gz"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+_READ_MODES: dict[str, Literal["r:", "r:gz", "r:bz2", "r:xz"]] = {
+    "": "r:",
+    "gz": "r:gz",
+    "bz2": "r:bz2",
+    "xz": "r:xz",
+}
+# The members that the manifest of each archive kind is read from.
+_TOP_DOCUMENT = {
+    "docker-archive": "manifest.json",
+    "oci-archive": "index.json",
+    "oci": "index.json",
+}
 
 
 class _BlobStore(Protocol):
@@ -68,6 +89,8 @@ class _TarStore:
         return path in self._members
 
     def open(self, path: str) -> IO[bytes]:
+        if path not in self._members:
+            raise _missing_member(self.label, path)
         reader = self._archive.extractfile(self._members[path])
         if reader is None:
             raise ImageInvalid(
@@ -88,7 +111,16 @@ class _DirectoryStore:
         return (self._root / path).is_file()
 
     def open(self, path: str) -> IO[bytes]:
+        if not self.contains(path):
+            raise _missing_member(self.label, path)
         return (self._root / path).open("rb")
+
+
+def _missing_member(label: str, path: str) -> ImageInvalid:
+    return ImageInvalid(
+        f"{path!r} is missing from {label!r}; the archive is truncated or incomplete, "
+        "export the image again"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,13 +149,10 @@ def detect_layout(path: Path) -> str:
             "layout; pass an OCI layout directory or an image archive tar"
         )
     try:
-        with tarfile.open(path, "r:*") as archive:
-            names = {normalize_member_path(n) for n in archive.getnames()}
-    except (*_READ_ERRORS, PathEscapesRoot) as error:
-        raise ImageInvalid(
-            f"{str(path)!r} is not a readable tar archive: {error}; pass an archive "
-            "from `docker save` or `podman save`"
-        ) from error
+        with _open_tar(path) as archive:
+            names = _member_names(archive)
+    except _READ_ERRORS as error:
+        raise _not_a_tar(path, error) from error
     if "manifest.json" in names:
         return "docker-archive"
     if "oci-layout" in names and "index.json" in names:
@@ -132,6 +161,62 @@ def detect_layout(path: Path) -> str:
         f"tar {str(path)!r} has neither manifest.json nor oci-layout and index.json; "
         "pass an archive from `docker save` or `podman save`"
     )
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    """Open the tar at PATH, raising ImageInvalid with a one-line reason if it fails."""
+    try:
+        return tarfile.open(path, "r:*")
+    except _READ_ERRORS as error:
+        raise _not_a_tar(path, error) from error
+
+
+def _member_names(archive: tarfile.TarFile) -> set[str]:
+    """Return the normalised names of ARCHIVE's members, skipping unsafe ones."""
+    names = set()
+    for name in archive.getnames():
+        try:
+            names.add(normalize_member_path(name))
+        except PathEscapesRoot:
+            # Only paths that a manifest names are read, and those are checked.
+            logger.debug("skipping member %s outside the root", name)
+    return names
+
+
+def _not_a_tar(path: Path, error: BaseException) -> ImageInvalid:
+    return ImageInvalid(
+        f"{str(path)!r} is not a tar archive (or is empty/truncated): "
+        f"{_tar_failure_reason(path, error)}; pass an image archive written by "
+        "docker save or podman save"
+    )
+
+
+def _tar_failure_reason(path: Path, error: BaseException) -> str:
+    """Return a one-line reason why tarfile could not read PATH.
+
+    The "r:*" mode of tarfile raises one line per compression it tried, so for a
+    multi-line error this retries the single mode that the magic number selects.
+    """
+    if "\n" not in str(error):
+        return str(error)
+    try:
+        with path.open("rb") as reader:
+            head = reader.read(8)
+    except OSError as read_error:
+        return str(read_error)
+    if not head:
+        return "the file is empty (0 bytes)"
+    compression = next(
+        (name for magic, name in _COMPRESSION_MAGIC if head.startswith(magic)), ""
+    )
+    if compression == "zstd":
+        return "it is zstd-compressed, which is not supported; decompress it first"
+    try:
+        tarfile.open(path, _READ_MODES[compression]).close()
+    except _READ_ERRORS as retry_error:
+        prefix = f"{compression}-compressed, " if compression else ""
+        return f"{prefix}{retry_error}"
+    return str(error).splitlines()[0]
 
 
 def _reference_path(store: _BlobStore, path: object, role: str) -> str:
@@ -168,13 +253,30 @@ def _read_json(store: _BlobStore, path: str, digest: str | None = None) -> Any:
     with store.open(path) as reader:
         data = reader.read()
     _check_digest(store, path, data, digest)
+    return _parse_json(data, f"{path!r} in {store.label!r}")
+
+
+def _parse_json(data: bytes, where: str) -> Any:
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError covers invalid JSON and invalid UTF-8, RecursionError deep nesting.
         raise ImageInvalid(
-            f"{path!r} in {store.label!r} is not valid JSON: {error}; export the "
-            "image again"
+            f"{where} is not valid JSON: {error}; export the image again"
         ) from error
+
+
+def _read_object(
+    store: _BlobStore, path: str, digest: str | None = None
+) -> dict[str, Any]:
+    """Read the JSON object at PATH, raising ImageInvalid for any other document."""
+    document = _read_json(store, path, digest)
+    if not isinstance(document, dict):
+        raise ImageInvalid(
+            f"{path!r} in {store.label!r} is a JSON {type(document).__name__}, "
+            "expected an object; export the image again"
+        )
+    return document
 
 
 def _check_digest(
@@ -195,27 +297,34 @@ def _docker_plan(store: _BlobStore) -> _ImagePlan:
     manifest = _read_json(store, "manifest.json")
     if not isinstance(manifest, list) or not manifest:
         raise ImageInvalid(
-            f"manifest.json in {store.label!r} lists no image; export the image again"
+            f"manifest.json in {store.label!r} is {manifest!r:.60}, expected a "
+            "non-empty list of images; export the image again"
         )
     # NOTE: an archive of several images yields its first entry, whatever platform.
     entry = manifest[0]
     if not isinstance(entry, dict):
         raise ImageInvalid(
-            f"manifest.json in {store.label!r} has an invalid entry {entry!r}; "
-            "export the image again"
+            f"manifest.json in {store.label!r} has entry {entry!r:.60}, expected an "
+            "object with Config and Layers; export the image again"
         )
+    for key in ("Config", "Layers"):
+        if key not in entry:
+            raise ImageInvalid(
+                f"manifest.json in {store.label!r} has no {key} key in its first "
+                "entry; export the image again"
+            )
 
-    config_path = _reference_path(store, entry.get("Config"), "config")
+    config_path = _reference_path(store, entry["Config"], "config")
     config_digest = _digest_of_path(config_path)
     config_match = _CONFIG_FILE.fullmatch(config_path)
     if config_match is not None:
         config_digest = "sha256:" + config_match["hex"]
 
-    layer_paths = entry.get("Layers")
+    layer_paths = entry["Layers"]
     if not isinstance(layer_paths, list):
         raise ImageInvalid(
-            f"manifest.json in {store.label!r} has no Layers list; export the image "
-            "again"
+            f"manifest.json in {store.label!r} has Layers {layer_paths!r:.60}, "
+            "expected a list of paths; export the image again"
         )
     layers: list[tuple[str, str | None, int | None]] = []
     for layer_path in layer_paths:
@@ -223,7 +332,9 @@ def _docker_plan(store: _BlobStore) -> _ImagePlan:
         layers.append((normalized, _digest_of_path(normalized), None))
 
     tags = entry.get("RepoTags") or []
-    reference = tags[0] if isinstance(tags, list) and tags else None
+    reference = None
+    if isinstance(tags, list) and tags and isinstance(tags[0], str):
+        reference = tags[0]
     return _ImagePlan(reference, config_path, config_digest, layers)
 
 
@@ -288,20 +399,21 @@ def _reference_of(descriptor: dict[str, Any]) -> str | None:
 
 
 def _oci_plan(store: _BlobStore, platform: str | None) -> _ImagePlan:
-    document = _read_json(store, "index.json")
+    document = _read_object(store, "index.json")
+    path = "index.json"
     reference: str | None = None
     # Nested indexes are bounded, so a cyclic index cannot loop forever.
     for _ in range(8):
-        descriptors = document.get("manifests") if isinstance(document, dict) else None
+        descriptors = document.get("manifests")
         if not isinstance(descriptors, list):
             raise ImageInvalid(
-                f"an index in {store.label!r} has no manifests list; export the "
-                "image again"
+                f"index {path!r} in {store.label!r} has no manifests list; export "
+                "the image again"
             )
         descriptor = _choose_descriptor(store, descriptors, platform)
         reference = reference or _reference_of(descriptor)
         path, digest = _blob_path(store, descriptor, "manifest")
-        document = _read_json(store, path, digest)
+        document = _read_object(store, path, digest)
         media_type = descriptor.get("mediaType") or document.get("mediaType")
         if media_type not in _INDEX_MEDIA_TYPES:
             break
@@ -309,40 +421,30 @@ def _oci_plan(store: _BlobStore, platform: str | None) -> _ImagePlan:
         raise ImageInvalid(
             f"indexes in {store.label!r} nest more than 8 deep; export the image again"
         )
-    config_path, config_digest = _blob_path(store, document.get("config"), "config")
+
+    for key in ("config", "layers"):
+        if key not in document:
+            raise ImageInvalid(
+                f"manifest {path!r} in {store.label!r} has no {key} key; export the "
+                "image again"
+            )
+    config_path, config_digest = _blob_path(store, document["config"], "config")
+    layer_descriptors = document["layers"]
+    if not isinstance(layer_descriptors, list):
+        raise ImageInvalid(
+            f"manifest {path!r} in {store.label!r} has layers "
+            f"{layer_descriptors!r:.60}, expected a list of descriptors; export the "
+            "image again"
+        )
+
     layers: list[tuple[str, str | None, int | None]] = []
-    for descriptor in document.get("layers") or []:
+    for descriptor in layer_descriptors:
         layer_path, layer_digest = _blob_path(store, descriptor, "layer")
         size = descriptor.get("size")
         layers.append(
             (layer_path, layer_digest, size if isinstance(size, int) else None)
         )
     return _ImagePlan(reference, config_path, config_digest, layers)
-
-
-def _image_config(config: dict[str, Any]) -> ImageConfig:
-    settings = config.get("config") or {}
-    ports = []
-    for port in settings.get("ExposedPorts") or {}:
-        ports.append(port if "/" in port else f"{port}/tcp")
-    return ImageConfig(
-        exposed_ports=sorted(ports),
-        cmd=settings.get("Cmd"),
-        entrypoint=settings.get("Entrypoint"),
-        env=list(settings.get("Env") or []),
-        working_dir=settings.get("WorkingDir") or None,
-        user=settings.get("User") or None,
-    )
-
-
-def _layer_history(config: dict[str, Any]) -> list[str | None]:
-    """Return created_by of the history entries that made a layer, in order."""
-    entries = config.get("history") or []
-    return [
-        entry.get("created_by")
-        for entry in entries
-        if isinstance(entry, dict) and not entry.get("empty_layer", False)
-    ]
 
 
 def _layer_figures(
@@ -381,20 +483,15 @@ def _analyze_plan(
     with store.open(plan.config_path) as reader:
         config_data = reader.read()
     _check_digest(store, plan.config_path, config_data, plan.config_digest)
-    try:
-        config = json.loads(config_data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ImageInvalid(
-            f"config {plan.config_path!r} in {store.label!r} is not valid JSON: "
-            f"{error}; export the image again"
-        ) from error
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    where = f"config {plan.config_path!r} in {store.label!r}"
+    config = parse_config(_parse_json(config_data, where), where)
+    diff_ids = config.diff_ids
     if len(diff_ids) != len(plan.layers):
         raise ImageInvalid(
             f"config of {store.label!r} lists {len(diff_ids)} diff_ids but the "
             f"manifest lists {len(plan.layers)} layers; export the image again"
         )
-    history = _layer_history(config)
+    history = config.layer_history
 
     stack = FileSystemStack()
     streams = []
@@ -419,10 +516,10 @@ def _analyze_plan(
     return ImageAnalysis(
         reference=plan.reference,
         image_id=image_id,
-        os=config.get("os"),
-        architecture=config.get("architecture"),
-        created=config.get("created"),
-        config=_image_config(config),
+        os=config.os,
+        architecture=config.architecture,
+        created=config.created,
+        config=config.settings,
         layers=layers,
         total_size_bytes=sum(layer.size_bytes for layer in layers),
         visible_bytes=regular_total - hidden_total,
@@ -449,17 +546,63 @@ def _check_layer(
 
 @contextmanager
 def _open_store(path: Path, kind: str) -> Iterator[_BlobStore]:
+    """Open PATH as KIND and check that it has the document that KIND starts from."""
     if kind == "oci":
-        yield _DirectoryStore(path)
+        if not path.is_dir():
+            raise ImageInvalid(
+                f"{str(path)!r} is a file, not an OCI layout directory; pass "
+                f"oci-archive:{path} or docker-archive:{path} for an archive, or the "
+                "bare path"
+            )
+        store: _BlobStore = _DirectoryStore(path)
+        _check_kind(store, path, kind)
+        yield store
         return
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            yield _TarStore(archive, str(path))
-    except _READ_ERRORS as error:
+    if path.is_dir():
         raise ImageInvalid(
-            f"{str(path)!r} is not a readable tar archive: {error}; export the image "
-            "again"
-        ) from error
+            f"{str(path)!r} is a directory, not a {kind} tar; pass oci:{path} for an "
+            "OCI layout directory, or the bare path"
+        )
+    with _open_tar(path) as archive:
+        # Only reading the member list counts as opening, so that errors in the
+        # caller's block keep their own message.
+        try:
+            store = _TarStore(archive, str(path))
+        except _READ_ERRORS as error:
+            raise _not_a_tar(path, error) from error
+        _check_kind(store, path, kind)
+        yield store
+
+
+def _check_kind(store: _BlobStore, path: Path, kind: str) -> None:
+    """Raise ImageInvalid naming the likely kind if STORE lacks KIND's document."""
+    expected = _TOP_DOCUMENT[kind]
+    if store.contains(expected):
+        return
+    if kind == "oci":
+        raise ImageInvalid(
+            f"directory {str(path)!r} is not an OCI layout: it has no {expected}; "
+            "pass an OCI layout directory written by skopeo or podman"
+        )
+    other_kind = "oci-archive" if kind == "docker-archive" else "docker-archive"
+    other = _TOP_DOCUMENT[other_kind]
+    if store.contains(other):
+        found = (
+            f"but has {other}, so it looks like {_article(other_kind)} {other_kind}; "
+            f"pass {other_kind}:{path} or the bare path"
+        )
+    else:
+        found = (
+            f"and no {other} either; pass an image archive written by docker save "
+            "or podman save"
+        )
+    raise ImageInvalid(
+        f"{str(path)!r} is not {_article(kind)} {kind}: it has no {expected} {found}"
+    )
+
+
+def _article(kind: str) -> str:
+    return "an" if kind.startswith("o") else "a"
 
 
 def _archive_bytes(path: Path) -> int:
@@ -485,7 +628,10 @@ def analyze_archive(
             f"archive kind {kind!r} is not supported; use one of {ARCHIVE_KINDS!r}"
         )
     if not path.exists():
-        raise UsageError(f"image archive {str(path)!r} does not exist; check the path")
+        noun = "directory" if kind == "oci" else "file"
+        raise UsageError(
+            f"{noun} {str(path)!r} not found; pass an existing archive or directory"
+        )
     if kind is None:
         kind = detect_layout(path)
     logger.debug("analyzing %s as %s", path, kind)

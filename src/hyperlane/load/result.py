@@ -89,6 +89,8 @@ class LoadResult:
     late_sends_total: int | None = None
     """Open model only: requests written more than one interval after their intended
     send time."""
+    target_rate_per_second: float | None = None
+    """Open model only: the arrival rate that the run was asked to keep."""
     retries_total: int = 0
     """Requests sent again on a new connection because a reused keep-alive connection
     closed before any byte of their response arrived. Each counts once in

@@ -415,6 +415,7 @@ def _build_result(spec: LoadSpec, state: _RunState, stop_ns: int) -> LoadResult:
             None if uncorrected is None else uncorrected.encoded_histogram()
         ),
         late_sends_total=None if uncorrected is None else state.late_sends,
+        target_rate_per_second=spec.rate_per_second,
         retries_total=state.retries,
     )
 

@@ -132,8 +132,9 @@ def _parse_url(url: str) -> tuple[str, int, str, str]:
         raise UsageError(f"Invalid url {url!r}: port 0 cannot be connected to. {hint}")
     if parts.username is not None or parts.password is not None:
         raise UsageError(
-            f"Invalid url {url!r}: user information is not supported. "
-            "Pass credentials as an Authorization header instead."
+            f"Invalid url {url!r}: user information (user:password@) is not "
+            "supported. Remove it, and from Python pass credentials in an "
+            "Authorization header through LoadSpec.headers."
         )
     if port is None:
         port = 80

@@ -128,17 +128,19 @@ def wait_until_ready(
                 raise
         probes += 1
         last_status = _get_status(host_port, path)
-        if last_status is not None and 200 <= last_status < 300:
+        succeeded = last_status is not None and 200 <= last_status < 300
+        if succeeded and clock() <= deadline_seconds:
             return probes
-        if clock() >= deadline_seconds:
-            seen = (
-                f"the last response was HTTP {last_status}"
-                if last_status is not None
-                else "nothing answered"
-            )
+        if clock() > deadline_seconds:
+            if succeeded:
+                seen = f"the first 2xx came after the deadline, HTTP {last_status}"
+            elif last_status is not None:
+                seen = f"the last response was HTTP {last_status}"
+            else:
+                seen = "nothing answered"
             raise ServiceNotReady(
                 f"container {container.name} gave no 2xx response on port "
-                f"{container_port} path {path!r} in time ({seen})."
+                f"{container_port} path {path!r} within --start-timeout ({seen})."
                 f"{_log_tail(container)} Check --port and --path, or raise "
                 "--start-timeout"
             )

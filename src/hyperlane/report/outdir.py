@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -9,14 +10,31 @@ from types import TracebackType
 
 from hyperlane.errors import UsageError
 
-# The file whose presence marks a directory as a complete Hyperlane report.
+# The file whose presence marks a directory as a Hyperlane report.
 REPORT_FILE_NAME = "report.json"
+
+# Everything a report directory may contain. A directory with anything else in it was
+# not written by Hyperlane alone, so it is never replaced.
+REPORT_ENTRIES = frozenset({REPORT_FILE_NAME, "deploy", "logs"})
+
+
+def _is_hyperlane_report(directory: Path) -> bool:
+    try:
+        document = json.loads((directory / REPORT_FILE_NAME).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    tool = document.get("tool") if isinstance(document, dict) else None
+    return isinstance(tool, dict) and tool.get("name") == "hyperlane"
 
 
 def check_output_directory(target: Path) -> None:
-    """Raise UsageError unless ``target`` may be written: absent, empty or a report."""
+    """Raise UsageError unless ``target`` may be written.
+
+    It may be written when it is absent, empty, or an earlier Hyperlane report that
+    contains only the entries a report has.
+    """
     if not target.exists():
-        if not target.parent.exists():
+        if not target.parent.is_dir():
             raise UsageError(
                 f"the parent of output directory {str(target)!r} does not exist; "
                 "create it or choose another --out"
@@ -27,11 +45,19 @@ def check_output_directory(target: Path) -> None:
             f"output path {str(target)!r} is a file, not a directory; choose another "
             "--out"
         )
-    if any(target.iterdir()) and not (target / REPORT_FILE_NAME).is_file():
+    entries = {path.name for path in target.iterdir()}
+    if not entries:
+        return
+    foreign = sorted(entries - REPORT_ENTRIES)
+    if foreign or not _is_hyperlane_report(target):
+        detail = (
+            f"it contains {', '.join(repr(name) for name in foreign[:3])}"
+            if foreign
+            else f"its {REPORT_FILE_NAME} was not written by Hyperlane"
+        )
         raise UsageError(
-            f"output directory {str(target)!r} is not empty and holds no "
-            f"{REPORT_FILE_NAME}, so it is not an earlier report that may be replaced; "
-            "choose another --out"
+            f"output directory {str(target)!r} is not empty and is not an earlier "
+            f"Hyperlane report ({detail}), so it is not replaced; choose another --out"
         )
 
 
@@ -43,13 +69,27 @@ class StagedDirectory:
     """
 
     def __init__(self, target: Path) -> None:
-        check_output_directory(target)
-        self.target = target
-        self.path = Path(
-            tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-")
-        )
-        # mkdtemp creates the directory private to its owner; a report is not secret.
-        self.path.chmod(0o755)
+        self.target = target.absolute()
+        if not self.target.name or self.target == Path.cwd():
+            raise UsageError(
+                f"output directory {str(target)!r} is the current directory, which "
+                "cannot be replaced; choose a subdirectory such as --out report"
+            )
+        check_output_directory(self.target)
+        try:
+            self.path = Path(
+                tempfile.mkdtemp(
+                    dir=self.target.parent, prefix=f".{self.target.name}.partial-"
+                )
+            )
+            # mkdtemp creates the directory private to its owner; a report is not
+            # secret.
+            self.path.chmod(0o755)
+        except OSError as error:
+            raise UsageError(
+                f"cannot create files beside output directory {str(target)!r}: "
+                f"{error.strerror}; choose a writable --out"
+            ) from None
         self._committed = False
 
     def __enter__(self) -> StagedDirectory:

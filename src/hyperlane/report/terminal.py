@@ -30,9 +30,9 @@ def _short_command(created_by: str | None) -> str:
     return text
 
 
-def _image_table(image: dict[str, Any]) -> Table:
+def _image_table(image: dict[str, Any], origin: str) -> Table:
     table = Table(
-        title="Image layers (from the engine's export)",
+        title=f"Image layers (read from {origin})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -74,17 +74,42 @@ def _start_text(start: dict[str, Any]) -> Text:
     )
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _latency_rows(table: Table, latency: dict[str, Any], label: str) -> None:
+    for name, key in (
+        ("p50", "p50_seconds"),
+        ("p90", "p90_seconds"),
+        ("p99", "p99_seconds"),
+        ("max", "max_seconds"),
+    ):
+        table.add_row(f"{label} {name}", format_seconds(latency.get(key)))
+
+
 def _load_table(load: dict[str, Any]) -> Table:
-    latency = load["latency"]
     table = Table(
-        title=f"Load: {load['model']} model, {load['connections']} connections, "
+        title=f"Load: {load['model']} model, "
+        f"{_plural(load['connections'], 'connection')}, "
         f"{load['duration_seconds']:.1f} s measured",
         title_justify="left",
+        caption_justify="left",
     )
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("requests completed", f"{load['requests_total']}")
-    table.add_row("rate", f"{load['requests_per_second']:.0f} requests/s")
+    table.add_row("requests sent", f"{load['requests_sent']}")
+    table.add_row("responses (any status)", f"{load['requests_total']}")
+    for status_class, count in load["status_classes"].items():
+        if count:
+            table.add_row(f"  HTTP {status_class}", f"{count}")
+    table.add_row("rate", f"{load['requests_per_second']:.0f} responses/s")
+    target = load.get("target_rate_per_second")
+    if target is not None:
+        table.add_row("target rate (open model)", f"{target:g} requests/s")
+        table.add_row(
+            "sends late by over one interval", f"{load.get('late_sends_total') or 0}"
+        )
     errors = ", ".join(
         f"{kind} {count}" for kind, count in load["errors"].items() if count
     )
@@ -93,21 +118,28 @@ def _load_table(load: dict[str, Any]) -> Table:
     )
     table.add_row("in flight at stop", f"{load['requests_in_flight_at_stop']}")
     table.add_row("connections opened", f"{load['connections_opened']}")
-    for label, key in (
-        ("latency p50", "p50_seconds"),
-        ("latency p90", "p90_seconds"),
-        ("latency p99", "p99_seconds"),
-        ("latency max", "max_seconds"),
-    ):
-        table.add_row(f"{label} (HDR histogram)", format_seconds(latency.get(key)))
+    if load["model"] == "open":
+        _latency_rows(table, load["latency"], "latency from intended send")
+        if load.get("latency_uncorrected"):
+            _latency_rows(
+                table, load["latency_uncorrected"], "latency from actual send"
+            )
+    else:
+        _latency_rows(table, load["latency"], "latency")
+    table.caption = "Latency percentiles: HDR histogram, 3 significant digits."
     return table
 
 
 def _metrics_table(metrics: dict[str, Any]) -> Table:
     summary = metrics["summary"]
+    samples = int(summary["samples"])
+    duration = summary.get("duration_seconds") or 0.0
+    spacing = (
+        f", {duration / (samples - 1):.2f} s apart on average" if samples > 1 else ""
+    )
     table = Table(
-        title=f"Container during the load ({summary['samples']} samples every "
-        f"{summary['interval_seconds']:g} s from {summary['source']})",
+        title=f"Container during the load: {_plural(samples, 'sample')}"
+        f"{spacing}, from {summary['source']}",
         title_justify="left",
     )
     table.add_column("figure")
@@ -161,7 +193,7 @@ def render_audit(document: dict[str, Any], console: Console) -> None:
     )
     parts: list[Any] = [header, _image_summary(document["image"])]
     console.print(Panel(Group(*parts), expand=False))
-    console.print(_image_table(document["image"]))
+    console.print(_image_table(document["image"], "the engine's export"))
     console.print(_start_text(document["start"]))
     console.print(_load_table(document["load"]))
     console.print(_metrics_table(document["metrics"]))
@@ -174,8 +206,13 @@ def render_audit(document: dict[str, Any], console: Console) -> None:
 def render_image(document: dict[str, Any], console: Console) -> None:
     """Print the summary of an image analysis document."""
     image = document["image"]
+    source = document.get("source") or {}
+    if source.get("kind") == "engine":
+        origin = "the engine's export"
+    else:
+        origin = f"{source.get('kind', 'archive')} {source.get('value', '')}".strip()
     console.print(_image_summary(image))
-    console.print(_image_table(image))
+    console.print(_image_table(image, origin))
 
 
 def render_load(document: dict[str, Any], console: Console) -> None:

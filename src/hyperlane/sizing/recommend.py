@@ -115,8 +115,12 @@ def recommend(
     policy: SizingPolicy = DEFAULT_POLICY,
     memory_limit_in_force_bytes: int | None = None,
     oom_killed: bool = False,
+    memory_measure: str = "working set",
 ) -> Recommendation:
     """Recommend a CPU request and a memory request and limit from usage series.
+
+    memory_measure names what the memory series is in the explanations, for a source
+    that has no working set and reports total usage instead.
 
     cpu_cores is the CPU cores used in each sampling interval, and
     memory_working_set_bytes is the working set in bytes at each sample. Both cover
@@ -137,10 +141,16 @@ def recommend(
 
     cpu = _size_cpu(cpu_cores, history_seconds, policy)
     memory = _size_memory(
-        memory_working_set_bytes, policy, memory_limit_in_force_bytes, oom_killed
+        memory_working_set_bytes,
+        policy,
+        memory_limit_in_force_bytes,
+        oom_killed,
+        memory_measure,
     )
     samples = min(len(cpu_cores), len(memory_working_set_bytes))
-    estimate_reason = _estimate_reason(samples, history_seconds, policy)
+    estimate_reason = _estimate_reason(
+        len(cpu_cores), len(memory_working_set_bytes), history_seconds, policy
+    )
     logger.debug(
         "Recommended %sm CPU and %s bytes memory from %s samples over %s s",
         cpu.value,
@@ -172,10 +182,13 @@ def _size_cpu(
     measured = _ceil_millicores(
         nearest_rank_percentile(cpu_cores, policy.cpu_percentile)
     )
-    source = f"p{policy.cpu_percentile:g} of {len(cpu_cores)} samples of CPU cores used"
+    source = (
+        f"p{policy.cpu_percentile:g} of {len(cpu_cores)} readings of CPU cores used, "
+        "one per interval between samples"
+    )
     if history_seconds > 0:
         spacing_seconds = history_seconds / len(cpu_cores)
-        source += f" ({_format_seconds(spacing_seconds)} s apart on average)"
+        source += f" ({_format_seconds(spacing_seconds)} s long on average)"
 
     floor = _ceil_millicores(policy.cpu_floor_cores)
     if measured < floor:
@@ -201,11 +214,12 @@ def _size_memory(
     policy: SizingPolicy,
     memory_limit_in_force_bytes: int | None,
     oom_killed: bool,
+    memory_measure: str,
 ) -> _Figure:
     peak = max(memory_working_set_bytes)
     factor = 1 + Fraction(str(float(policy.memory_margin_ratio)))
     with_margin = _ceil_mib(Fraction(peak) * factor)
-    basis = f"peak working set {_format_mib(peak)} * {float(factor):g}"
+    basis = f"peak {memory_measure} {_format_mib(peak)} * {float(factor):g}"
     measured = with_margin
     # Why an OOM kill did or did not change the figure, appended to the sentence.
     oom_note = ""
@@ -257,8 +271,12 @@ def _size_memory(
 
 
 def _estimate_reason(
-    samples: int, history_seconds: float, policy: SizingPolicy
+    cpu_readings: int,
+    memory_samples: int,
+    history_seconds: float,
+    policy: SizingPolicy,
 ) -> str | None:
+    samples = min(cpu_readings, memory_samples)
     shortfalls = []
     if samples < policy.min_history_samples:
         missing_samples = policy.min_history_samples - samples
@@ -274,8 +292,9 @@ def _estimate_reason(
     if not shortfalls:
         return None
     return (
-        f"Based on {samples} samples over {_format_seconds(history_seconds)} s, "
-        f"but a measured recommendation needs {' and '.join(shortfalls)}."
+        f"Based on {cpu_readings} CPU readings and {memory_samples} memory samples "
+        f"over {_format_seconds(history_seconds)} s, but a measured recommendation "
+        f"needs {' and '.join(shortfalls)}."
     )
 
 

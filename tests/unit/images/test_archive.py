@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,11 +256,266 @@ def test_corrupt_gzip_layer(tmp_path: Path) -> None:
         analyze_archive(write_tar(tmp_path / "image.tar", members))
 
 
-def test_not_a_tar(tmp_path: Path) -> None:
-    path = tmp_path / "image.tar"
-    path.write_bytes(b"not an archive" * 100)
-    with pytest.raises(ImageInvalid, match="not a readable tar"):
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty"),
+        (b"not an archive" * 100, "invalid header"),
+        (b"\x1f\x8b" + b"junk" * 100, "gz"),
+        (compress(b"x" * 1024, "zstd"), "zstd"),
+    ],
+    ids=["zero-bytes", "text", "bad-gzip", "zstd"],
+)
+@pytest.mark.parametrize("kind", [None, "docker-archive", "oci-archive"])
+def test_not_a_tar(
+    tmp_path: Path, content: bytes, reason: str, kind: str | None
+) -> None:
+    path = tmp_path / "x.tar"
+    path.write_bytes(content)
+    with pytest.raises(ImageInvalid) as caught:
+        analyze_archive(path, kind=kind)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{str(path)!r} is not a tar archive")
+    assert reason in message
+    assert "docker save" in message
+
+
+def test_detect_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.tar"
+    path.write_bytes(b"")
+    with pytest.raises(ImageInvalid, match=r"not a tar archive.*empty") as caught:
+        detect_layout(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_empty_tar_as_docker(tmp_path: Path) -> None:
+    path = write_tar(tmp_path / "x.tar", {})
+    with pytest.raises(ImageInvalid, match=r"no manifest\.json and no index\.json"):
+        analyze_archive(path, kind="docker-archive")
+
+
+def test_oci_kind_for_docker(tmp_path: Path) -> None:
+    path = write_tar(tmp_path / "good.tar", docker_archive_members([LOWER]))
+    with pytest.raises(ImageInvalid) as caught:
+        analyze_archive(path, kind="oci-archive")
+    message = str(caught.value)
+    assert message.startswith(f"{str(path)!r} is not an oci-archive")
+    assert "has no index.json but has manifest.json" in message
+    assert f"pass docker-archive:{path} or the bare path" in message
+
+
+def test_docker_kind_for_oci(tmp_path: Path) -> None:
+    path = write_tar(tmp_path / "oci.tar", oci_archive_members([LOWER]))
+    with pytest.raises(ImageInvalid) as caught:
+        analyze_archive(path, kind="docker-archive")
+    message = str(caught.value)
+    assert message.startswith(f"{str(path)!r} is not a docker-archive")
+    assert "has no manifest.json but has index.json" in message
+    assert f"pass oci-archive:{path} or the bare path" in message
+
+
+def test_oci_kind_for_file(tmp_path: Path) -> None:
+    path = write_tar(tmp_path / "oci.tar", oci_archive_members([LOWER]))
+    with pytest.raises(ImageInvalid, match="is a file, not an OCI layout directory"):
+        analyze_archive(path, kind="oci")
+
+
+def test_tar_kind_for_directory(tmp_path: Path) -> None:
+    root = write_directory(tmp_path / "layout", oci_archive_members([LOWER]))
+    with pytest.raises(ImageInvalid, match=re.escape(f"pass oci:{root}")):
+        analyze_archive(root, kind="oci-archive")
+
+
+def test_directory_without_index(tmp_path: Path) -> None:
+    members = oci_archive_members([LOWER])
+    del members["index.json"]
+    root = write_directory(tmp_path / "layout", members)
+    with pytest.raises(ImageInvalid, match=r"has no index\.json"):
+        analyze_archive(root, kind="oci")
+
+
+def _set_manifest(members: dict[str, bytes], document: object) -> None:
+    members["manifest.json"] = json.dumps(document).encode()
+
+
+def _edit_entry(members: dict[str, bytes], key: str, value: object) -> None:
+    entries = json.loads(members["manifest.json"])
+    if value is None:
+        del entries[0][key]
+    else:
+        entries[0][key] = value
+    _set_manifest(members, entries)
+
+
+DOCKER_MANIFEST_CASES: list[tuple[str, Callable[[dict[str, bytes]], None], str]] = [
+    ("object", lambda m: _set_manifest(m, {"Config": "c"}), "expected a non-empty"),
+    ("empty-list", lambda m: _set_manifest(m, []), "expected a non-empty"),
+    ("string-entry", lambda m: _set_manifest(m, ["x"]), "expected an object"),
+    ("no-config", lambda m: _edit_entry(m, "Config", None), "no Config key"),
+    ("no-layers", lambda m: _edit_entry(m, "Layers", None), "no Layers key"),
+    ("layers-string", lambda m: _edit_entry(m, "Layers", "a"), "Layers 'a'"),
+    ("config-number", lambda m: _edit_entry(m, "Config", 5), "config path 5"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [case[1:] for case in DOCKER_MANIFEST_CASES],
+    ids=[case[0] for case in DOCKER_MANIFEST_CASES],
+)
+def test_docker_manifest_invalid(
+    tmp_path: Path, change: Callable[[dict[str, bytes]], None], expected: str
+) -> None:
+    members = docker_archive_members([LOWER])
+    change(members)
+    path = write_tar(tmp_path / "image.tar", members)
+    with pytest.raises(ImageInvalid, match=expected) as caught:
         analyze_archive(path)
+    assert str(path) in str(caught.value)
+
+
+def test_docker_tag_not_string(tmp_path: Path) -> None:
+    members = docker_archive_members([LOWER])
+    _edit_entry(members, "RepoTags", [7])
+    result = analyze_archive(write_tar(tmp_path / "image.tar", members))
+    assert result.reference is None
+
+
+def _oci_with_manifest(document: object) -> dict[str, bytes]:
+    """Return an oci-archive whose index names DOCUMENT as its manifest."""
+    members = oci_archive_members([LOWER])
+    blob = json.dumps(document).encode()
+    members["blobs/sha256/" + sha256(blob)[7:]] = blob
+    descriptor = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256(blob),
+        "size": len(blob),
+    }
+    members["index.json"] = oci_index([descriptor])
+    return members
+
+
+def _oci_manifest(members: dict[str, bytes]) -> dict[str, Any]:
+    index = json.loads(members["index.json"])
+    digest = index["manifests"][0]["digest"]
+    manifest: dict[str, Any] = json.loads(members["blobs/sha256/" + digest[7:]])
+    return manifest
+
+
+def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k != key}
+
+
+VALID_MANIFEST = _oci_manifest(oci_archive_members([LOWER]))
+OCI_CASES: list[tuple[str, dict[str, bytes], str]] = [
+    (
+        "index-list",
+        {**oci_archive_members([LOWER]), "index.json": b"[]"},
+        r"'index\.json' in .* is a JSON list, expected an object",
+    ),
+    (
+        "manifests-string",
+        {**oci_archive_members([LOWER]), "index.json": b'{"manifests": "x"}'},
+        "no manifests list",
+    ),
+    ("manifest-list", _oci_with_manifest([1]), "is a JSON list, expected an object"),
+    (
+        "no-config",
+        _oci_with_manifest(_without(VALID_MANIFEST, "config")),
+        "has no config key",
+    ),
+    (
+        "no-layers",
+        _oci_with_manifest(_without(VALID_MANIFEST, "layers")),
+        "has no layers key",
+    ),
+    (
+        "layers-number",
+        _oci_with_manifest({**VALID_MANIFEST, "layers": 3}),
+        "has layers 3, expected a list",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [case[1:] for case in OCI_CASES],
+    ids=[case[0] for case in OCI_CASES],
+)
+def test_oci_manifest_invalid(
+    tmp_path: Path, members: dict[str, bytes], expected: str
+) -> None:
+    path = write_tar(tmp_path / "image.tar", members)
+    with pytest.raises(ImageInvalid, match=expected) as caught:
+        analyze_archive(path)
+    assert str(path) in str(caught.value)
+
+
+def _config_with(**fields: object) -> bytes:
+    config = json.loads(image_config([LOWER]))
+    for key, value in fields.items():
+        if value is None:
+            del config[key]
+        else:
+            config[key] = value
+    return json.dumps(config).encode()
+
+
+CONFIG_CASES: list[tuple[str, bytes, str]] = [
+    ("json-list", b"[]", "is list, expected a JSON object"),
+    ("no-rootfs", _config_with(rootfs=None), r"no rootfs\.diff_ids"),
+    ("rootfs-list", _config_with(rootfs=[]), r"no rootfs\.diff_ids"),
+    (
+        "diff-ids-string",
+        _config_with(rootfs={"diff_ids": "x"}),
+        r"rootfs\.diff_ids 'x', expected a list",
+    ),
+    (
+        "settings-list",
+        _config_with(config=[]),
+        "has config",
+    ),
+    (
+        "ports-number",
+        _config_with(config={"ExposedPorts": 80}),
+        r"config\.ExposedPorts 80",
+    ),
+    ("env-number", _config_with(config={"Env": 1}), r"config\.Env 1"),
+    ("cmd-number", _config_with(config={"Cmd": 1}), r"config\.Cmd 1"),
+    ("history-number", _config_with(history=2), "history 2"),
+    ("history-entry", _config_with(history=["x"]), r"history\[0\] 'x'"),
+    (
+        "created-by-number",
+        _config_with(history=[{"created_by": 4}]),
+        r"history\[0\]\.created_by 4",
+    ),
+    ("os-number", _config_with(os=9), "os 9"),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [case[1:] for case in CONFIG_CASES],
+    ids=[case[0] for case in CONFIG_CASES],
+)
+def test_config_invalid(tmp_path: Path, config: bytes, expected: str) -> None:
+    members = docker_archive_members([LOWER], config=config)
+    path = write_tar(tmp_path / "image.tar", members)
+    with pytest.raises(ImageInvalid, match=expected) as caught:
+        analyze_archive(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert sha256(config)[7:] + ".json" in message
+
+
+def test_config_string_cmd(tmp_path: Path) -> None:
+    # Docker decodes a single string as a one-element Cmd.
+    config = _config_with(config={"Cmd": "serve", "Entrypoint": None})
+    members = docker_archive_members([LOWER], config=config)
+    result = analyze_archive(write_tar(tmp_path / "image.tar", members))
+    assert result.config.cmd == ["serve"]
+    assert result.config.entrypoint is None
 
 
 def test_unknown_kind(tmp_path: Path) -> None:
@@ -267,8 +524,17 @@ def test_unknown_kind(tmp_path: Path) -> None:
 
 
 def test_missing_path(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="does not exist"):
-        analyze_archive(tmp_path / "absent.tar")
+    path = tmp_path / "absent.tar"
+    with pytest.raises(UsageError, match=re.escape(f"file {str(path)!r} not found")):
+        analyze_archive(path, kind="docker-archive")
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    path = tmp_path / "absent"
+    with pytest.raises(
+        UsageError, match=re.escape(f"directory {str(path)!r} not found")
+    ):
+        analyze_archive(path, kind="oci")
 
 
 def test_detect_layouts(tmp_path: Path) -> None:

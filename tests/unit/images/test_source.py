@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hyperlane.errors import UsageError
-from hyperlane.images import ImageSource, parse_source
+from hyperlane.images import ImageSource, analyze_archive, parse_source
 from tests.unit.images.builders import (
     docker_archive_members,
     file,
@@ -64,3 +64,79 @@ def test_parse_detects_content(tmp_path: Path) -> None:
     assert parse_source(str(oci)).kind == "oci-archive"
     assert parse_source(str(layout)).kind == "oci"
     assert parse_source(str(layout)).value == str(layout)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/nonexistent.tar",
+        "./x.tar",
+        "../x.tar",
+        "~/x.tar",
+        "x.tar",
+        "x.tar.gz",
+        "x.tgz",
+        "x.tar.zst",
+        "dir/x.oci",
+        "/nonexistent/layout",
+    ],
+)
+def test_parse_missing_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    # An empty working and home directory, so that no relative path exists.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(UsageError) as caught:
+        parse_source(text)
+    message = str(caught.value)
+    assert message.startswith(f"file {text!r} not found")
+    assert "localhost/app:1" in message
+
+
+def test_missing_path_hint() -> None:
+    # Only text that parses as a reference gets the engine: hint.
+    with pytest.raises(UsageError, match=r"engine:app:1\.tar forces"):
+        parse_source("app:1.tar")
+    with pytest.raises(UsageError) as caught:
+        parse_source("/nonexistent.tar")
+    assert "engine:" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "localhost/app:1.0",
+        "registry.example:5000/team/app@sha256:" + "0123abcd" * 8,
+        "busybox",
+        "app:latest",
+        "engine:x.tar",
+    ],
+)
+def test_parse_references(text: str) -> None:
+    source = parse_source(text)
+    assert source.kind == "engine"
+    assert source.value == text.removeprefix("engine:")
+
+
+@pytest.mark.parametrize(
+    ("text", "noun"),
+    [
+        ("docker-archive:{root}/absent.tar", "file"),
+        ("oci-archive:{root}/absent.tar", "file"),
+        ("oci:{root}/absent", "directory"),
+    ],
+)
+def test_prefixed_missing_path(tmp_path: Path, text: str, noun: str) -> None:
+    source = parse_source(text.format(root=tmp_path))
+    with pytest.raises(UsageError) as caught:
+        analyze_archive(Path(source.value), kind=source.kind)
+    assert str(caught.value).startswith(f"{noun} {source.value!r} not found")
+
+
+def test_parse_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # os.path.expanduser reads HOME, so this sets the home directory for the test.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    archive = write_tar(tmp_path / "x.tar", docker_archive_members([LAYER]))
+    assert parse_source("~/x.tar") == ImageSource("docker-archive", str(archive))
+    assert parse_source("oci-archive:~/x.tar").value == str(archive)

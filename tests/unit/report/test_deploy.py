@@ -285,7 +285,7 @@ def test_headers_give_rules(tmp_path: Path, measured: Recommendation) -> None:
     paths = write_deploy_files(tmp_path, IMAGE, PORT, measured)
     for path in paths:
         text = header_text(path)
-        assert "p95 of 100 samples of CPU cores used" in text, path.name
+        assert "p95 of 100 readings of CPU cores used" in text, path.name
         assert "peak working set 120 MiB * 1.15" in text, path.name
         assert "measured, not floored" in text, path.name
         assert "floored:" not in text, path.name
@@ -321,7 +321,10 @@ def test_headers_show_estimate(
     paths = write_deploy_files(tmp_path, IMAGE, PORT, floored_estimate)
     for path in paths:
         text = header_text(path)
-        assert "ESTIMATE: Based on 20 samples over 10.0 s" in text, path.name
+        assert (
+            "ESTIMATE: Based on 20 CPU readings and 20 memory samples over 10.0 s"
+            in text
+        ), path.name
 
 
 def test_floored_files_still_valid(

@@ -127,12 +127,12 @@ def test_cpu_exact_millicore_boundary() -> None:
 
 
 def test_cpu_explanation_sentence() -> None:
-    # 21 samples over 10.5 s are 0.5 s apart, and rank ceil(19.95) = 20 is 137m.
+    # 21 readings over 10.5 s are 0.5 s long, and rank ceil(19.95) = 20 is 137m.
     cpu_cores = [0.100] * 19 + [0.137, 0.300]
     recommendation = recommend(cpu_cores, [200 * MIB] * 21, 10.5)
     assert recommendation.cpu_explanation == (
-        "CPU request 137m = p95 of 21 samples of CPU cores used "
-        "(0.5 s apart on average), rounded up to whole millicores."
+        "CPU request 137m = p95 of 21 readings of CPU cores used, one per interval "
+        "between samples (0.5 s long on average), rounded up to whole millicores."
     )
 
 
@@ -272,7 +272,7 @@ def test_short_history_estimate() -> None:
     assert recommendation.estimate is True
     reason = recommendation.estimate_reason
     assert reason is not None
-    assert "20 samples over 10.0 s" in reason
+    assert "20 CPU readings and 20 memory samples over 10.0 s" in reason
     assert "at least 60 samples (40 more)" in reason
     assert "at least 60 s of load (50.0 s more)" in reason
 
