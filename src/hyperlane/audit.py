@@ -136,7 +136,13 @@ def _run_load_stage(
     name_prefix: str,
     tracker: _ContainerTracker,
     observer: AuditObserver,
+    log_path: Path,
 ) -> tuple[LoadResult, MetricsSeries, dict[str, Any]]:
+    """Run the load against a fresh container while sampling it.
+
+    The container's own log is streamed to ``log_path``, because a long load makes it
+    too large to hold in memory.
+    """
     container = engine.create_container(
         image_ref, container_port, name=f"{name_prefix}-load"
     )
@@ -161,6 +167,14 @@ def _run_load_stage(
         result = run_load(spec, progress=observer.load_progress)
     finally:
         series = sampler.stop()
+    container.reload()
+    state = container.attrs["State"]
+    if not state.get("Running"):
+        raise ServiceNotReady(
+            f"container {container.name} stopped during the load (exit code "
+            f"{state.get('ExitCode')}, OOM killed: {bool(state.get('OOMKilled'))}); "
+            "check its logs, or lower --connections"
+        )
     if result.requests_total == 0:
         errors = ", ".join(
             f"{kind} {count}" for kind, count in result.errors.items() if count
@@ -171,9 +185,7 @@ def _run_load_stage(
             "nothing to size from; check --path, --timeout and the container's logs"
         )
 
-    container.reload()
-    state = container.attrs["State"]
-    server_log = container.logs(stdout=True, stderr=True).decode(errors="replace")
+    log_bytes = engine.write_logs(container, log_path)
     container_info = {
         "name": container.name,
         "host_port": host_port,
@@ -181,14 +193,9 @@ def _run_load_stage(
         "running_after_load": bool(state.get("Running")),
         "exit_code": state.get("ExitCode"),
         "oom_killed": bool(state.get("OOMKilled")),
-        "server_log": server_log,
+        "log_file": f"logs/{log_path.name}",
+        "log_bytes": log_bytes,
     }
-    if not state.get("Running"):
-        raise ServiceNotReady(
-            f"container {container.name} stopped during the load (exit code "
-            f"{state.get('ExitCode')}, OOM killed: {bool(state.get('OOMKilled'))}); "
-            "check its logs, or lower --connections"
-        )
     return result, series, container_info
 
 
@@ -297,8 +304,17 @@ def _audit_stages(
         f"{settings.connections} connections for "
         f"{settings.duration:g} s while sampling the container's cgroup",
     )
+    logs_dir = staging / "logs"
+    logs_dir.mkdir()
     load, series, container_info = _run_load_stage(
-        engine, image_ref, container_port, settings, name_prefix, tracker, observer
+        engine,
+        image_ref,
+        container_port,
+        settings,
+        name_prefix,
+        tracker,
+        observer,
+        logs_dir / "load-container.log",
     )
 
     observer.stage("size", "computing the CPU and memory recommendation")
@@ -320,19 +336,12 @@ def _audit_stages(
                 "samples": [asdict(sample) for sample in series.samples],
             },
             "sizing": recommendation.to_dict(),
-            "container": {
-                key: value
-                for key, value in container_info.items()
-                if key != "server_log"
-            },
+            "container": container_info,
             "settings": settings.model_dump(mode="json"),
         }
     )
 
     files: list[Path] = []
-    logs_dir = staging / "logs"
-    logs_dir.mkdir()
-    write_text_atomically(logs_dir / "load-container.log", container_info["server_log"])
     deploy_files: list[Path] = []
     if recommendation.status == "ok":
         deploy_files = write_deploy_files(

@@ -245,6 +245,28 @@ class Engine:
         container.reload()
         return int(container.attrs["State"]["Pid"])
 
+    def write_logs(self, container: Container, destination: Path) -> int:
+        """Stream the container's stdout and stderr to ``destination``.
+
+        Returns the bytes written.
+        """
+        written_bytes = 0
+        try:
+            with destination.open("wb") as output:
+                # follow defaults to stream in docker-py, which would never end.
+                chunks = container.logs(
+                    stdout=True, stderr=True, stream=True, follow=False
+                )
+                for chunk in chunks:
+                    output.write(chunk)
+                    written_bytes += len(chunk)
+        except docker.errors.APIError as error:
+            raise EngineUnavailable(
+                f"the {self.info.name} engine failed to return the logs of "
+                f"container {container.name}: {error}"
+            ) from None
+        return written_bytes
+
     def remove_container(self, container: Container) -> None:
         """Remove a container, running or not; a container already gone is fine."""
         try:
