@@ -9,8 +9,9 @@ log_dir=/var/log/hyperlane
 mkdir -p "$log_dir"
 
 need_packages=()
+# nginx and wrk are the peers that load tests and benchmarks run beside Hyperlane.
 for pair in podman:podman runc:runc dockerd:docker.io busybox:busybox-static \
-    curl:curl python3:python3 ; do
+    curl:curl python3:python3 nginx:nginx-light wrk:wrk ; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need_packages+=("${pair#*:}")
 done
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -22,7 +22,9 @@ from docker.models.images import Image
 from hyperlane.engines import Engine, connect
 from hyperlane.errors import ServiceNotReady, UsageError
 from hyperlane.images import ImageAnalysis, analyze_archive, parse_source
-from hyperlane.load import LoadProgress, LoadResult, run_load, spec_from_settings
+from hyperlane.load import LoadProgress, LoadResult, spec_from_settings
+from hyperlane.load.config import worker_count
+from hyperlane.load.workers import run_load_workers
 from hyperlane.metrics import MetricsSeries, Sampler, open_reader
 from hyperlane.probes import StartResult, measure_cold_starts, wait_until_ready
 from hyperlane.report.deploy import write_deploy_files
@@ -162,9 +164,10 @@ def _run_load_stage(
     )
     sampler = Sampler(reader, interval_seconds=settings.sample_interval)
     spec = spec_from_settings(settings, f"http://127.0.0.1:{host_port}{settings.path}")
+    workers = worker_count(settings, spec)
     sampler.start()
     try:
-        result = run_load(spec, progress=observer.load_progress)
+        result = run_load_workers(spec, workers, progress=observer.load_progress)
     finally:
         series = sampler.stop()
     container.reload()

@@ -114,11 +114,12 @@ class LoadSettings(CommandSettings):
     requests: int | None = Field(
         None, ge=1, description="Exact number of requests to send, then stop."
     )
-    workers: int = Field(
-        1,
+    workers: int | None = Field(
+        None,
         ge=1,
         le=256,
-        description="Load-generator worker processes; only 1 is supported so far.",
+        description="Load-generator worker processes, each with its own event loop "
+        "(default: one per core, at most one per connection).",
     )
     timeout: Seconds = Field(
         5.0, gt=0, le=3600, description="Read timeout of one request, e.g. 5s."
@@ -126,10 +127,35 @@ class LoadSettings(CommandSettings):
     connect_timeout: Seconds = Field(
         2.0, gt=0, le=3600, description="Connect timeout of one connection, e.g. 2s."
     )
+    insecure: bool = Field(
+        False, description="Skip TLS certificate and host name verification."
+    )
+    think_time: Seconds = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="Pause between a response and the next request on a connection "
+        "(closed model), e.g. 100ms.",
+    )
+    method: str = Field(
+        "GET", pattern=r"^[A-Z]+$", description="HTTP method, e.g. GET or POST."
+    )
+    header: list[str] = Field(
+        default_factory=list,
+        description="Extra request header 'Name: value'; repeat the flag for more.",
+    )
+    body_file: Path | None = Field(
+        None, description="File whose bytes are sent as the request body."
+    )
+    hgrm: Path | None = Field(
+        None,
+        description="Also write the latency percentile distribution (milliseconds) "
+        "to this .hgrm file.",
+    )
     scenario: Path | None = Field(
         None,
-        description="TOML scenario file with weighted requests and thresholds; not "
-        "supported yet.",
+        description="TOML scenario file: weighted requests, stages, warm-up and "
+        "thresholds (a failed threshold exits with code 3).",
     )
 
 
@@ -327,7 +353,10 @@ def load_settings(
                 f"unknown section [{name}] in the config file"
                 f"{_suggest(name, sorted(KNOWN_SECTIONS))}"
             )
-    given = {name: value for name, value in flags.items() if value is not None}
+    # A repeatable flag that was not given arrives as an empty list.
+    given = {
+        name: value for name, value in flags.items() if value not in (None, [], ())
+    }
     token = _FILE_VALUES.set(sections)
     try:
         return model(**given)

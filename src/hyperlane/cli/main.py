@@ -208,23 +208,45 @@ def load_command(**kwargs: Any) -> None:
 
     def action() -> int:
         from hyperlane.cli.progress import make_observer
-        from hyperlane.errors import ServiceNotReady
-        from hyperlane.load import run_load, spec_from_settings
+        from hyperlane.errors import ServiceNotReady, ThresholdFailed
+        from hyperlane.load import spec_from_settings
+        from hyperlane.load.config import worker_count
+        from hyperlane.load.hgrm import write_hgrm
+        from hyperlane.load.scenario import evaluate_thresholds, load_scenario
+        from hyperlane.load.workers import run_load_workers
         from hyperlane.report.document import document_header
         from hyperlane.report.terminal import render_load
         from hyperlane.settings import load_settings
 
         settings = load_settings(LoadSettings, flags, _config_path(common))
         spec = spec_from_settings(settings, url)
+        thresholds = (
+            load_scenario(settings.scenario).thresholds
+            if settings.scenario is not None
+            else ()
+        )
+        workers = worker_count(settings, spec)
         with make_observer(quiet=common["quiet"]) as observer:
-            observer.stage("load", f"sending load to {url}")
-            result = run_load(spec, progress=observer.load_progress)
+            observer.stage(
+                "load", f"sending load to {url} from {workers} worker process(es)"
+            )
+            result = run_load_workers(spec, workers, progress=observer.load_progress)
         document = document_header("load")
         document["load"] = result.to_dict()
+        document["workers"] = workers
+        outcomes = evaluate_thresholds(thresholds, result)
+        document["thresholds"] = [outcome.to_dict() for outcome in outcomes]
+        if settings.hgrm is not None:
+            write_hgrm(result.histogram, settings.hgrm)
         if common["json_output"]:
             _print_json(document)
         else:
             render_load(document, _stdout_console())
+            for outcome in outcomes:
+                typer.echo(outcome.message)
+        failed = [outcome for outcome in outcomes if not outcome.passed]
+        if failed:
+            raise ThresholdFailed(" ".join(outcome.message for outcome in failed))
         if result.requests_total == 0:
             # The figures above are still printed, since they show what failed.
             raise ServiceNotReady(
@@ -234,6 +256,66 @@ def load_command(**kwargs: Any) -> None:
         return int(ExitCode.SUCCESS)
 
     _run(action, common["verbose"])
+
+
+def merge_command(
+    results: list[str] = typer.Argument(
+        ..., help="Two or more `hyperlane load --json` result files."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print one JSON document on stdout instead of a table."
+    ),
+    hgrm: str | None = typer.Option(
+        None,
+        "--hgrm",
+        help="Also write the merged latency percentile distribution to this .hgrm "
+        "file (milliseconds).",
+    ),
+) -> None:
+    """Merge load results from several processes or machines, exactly.
+
+    Counters add up and HDR histograms add bucket by bucket, so the percentiles are
+    those of one histogram of every latency.
+    """
+    _configure_logging(False, True)
+
+    def action() -> int:
+        import json
+
+        from hyperlane.errors import UsageError
+        from hyperlane.load.hgrm import write_hgrm
+        from hyperlane.load.merge import merge_results
+        from hyperlane.report.document import document_header
+        from hyperlane.report.terminal import render_load
+
+        if len(results) < 2:
+            raise UsageError(
+                f"merge needs at least two result files, got {len(results)}; pass "
+                "the --json output of several `hyperlane load` runs"
+            )
+        documents = []
+        for name in results:
+            try:
+                documents.append(json.loads(Path(name).read_text(encoding="utf-8")))
+            except FileNotFoundError:
+                raise UsageError(f"result file {name!r} not found") from None
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise UsageError(
+                    f"result file {name!r} is not valid JSON: {error}"
+                ) from None
+        merged = merge_results(documents, sources=results)
+        document = document_header("load")
+        document["load"] = merged.to_dict()
+        document["merged_from"] = list(results)
+        if hgrm is not None:
+            write_hgrm(merged.histogram, Path(hgrm))
+        if json_output:
+            _print_json(document)
+        else:
+            render_load(document, _stdout_console())
+        return int(ExitCode.SUCCESS)
+
+    _run(action, False)
 
 
 def report_command(
@@ -309,6 +391,7 @@ app.command("load")(
         ],
     )
 )
+app.command("merge")(merge_command)
 app.command("report")(report_command)
 
 

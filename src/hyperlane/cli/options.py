@@ -64,7 +64,7 @@ def _format_default(value: Any, unit: str | None) -> str:
 def _help_for(name: str, field: FieldInfo) -> str:
     default = field.get_default(call_default_factory=True)
     parts = [field.description or ""]
-    if default is not None:
+    if default not in (None, [], False):
         parts.append(f"(default: {_format_default(default, unit_of(field))})")
     parts.append(f"(env: {ENV_PREFIX}{name.upper()})")
     return " ".join(part for part in parts if part)
@@ -78,18 +78,27 @@ def settings_parameters(model: type[CommandSettings]) -> list[inspect.Parameter]
     """
     parameters = []
     for name, field in model.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = _help_for(name, field)
+        if field.annotation is bool:
+            option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text)
+            annotation: Any = bool | None
+        elif field.annotation == list[str]:
+            option = typer.Option(
+                None, flag, help=help_text, metavar=name.upper(), show_default=False
+            )
+            annotation = list[str] | None
+        else:
+            option = typer.Option(
+                None, flag, help=help_text, metavar=name.upper(), show_default=False
+            )
+            annotation = str | None
         parameters.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(
-                    None,
-                    "--" + name.replace("_", "-"),
-                    help=_help_for(name, field),
-                    metavar=name.upper(),
-                    show_default=False,
-                ),
-                annotation=str | None,
+                default=option,
+                annotation=annotation,
             )
         )
     return parameters

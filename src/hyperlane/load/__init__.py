@@ -1,16 +1,27 @@
 """Closed- and open-model HTTP/1.1 load generation with HDR latency histograms."""
 
+from hyperlane.load.config import spec_from_settings
 from hyperlane.load.latency import LatencySummary
-from hyperlane.load.result import ERROR_KINDS, LoadProgress, LoadResult
+from hyperlane.load.result import (
+    ERROR_KINDS,
+    EndpointResult,
+    LoadProgress,
+    LoadResult,
+    TimelineSecond,
+)
 from hyperlane.load.runner import run_load
-from hyperlane.load.spec import LoadSpec, spec_from_settings
+from hyperlane.load.spec import Endpoint, LoadSpec, Stage
 
 __all__ = [
     "ERROR_KINDS",
+    "Endpoint",
+    "EndpointResult",
     "LatencySummary",
     "LoadProgress",
     "LoadResult",
     "LoadSpec",
+    "Stage",
+    "TimelineSecond",
     "run_load",
     "spec_from_settings",
 ]

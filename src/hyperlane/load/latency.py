@@ -57,6 +57,8 @@ class LatencyRecorder:
     def __init__(self) -> None:
         self.histogram = new_histogram()
         self.pending: list[int] = []
+        # Latencies flushed since the last take_window call, for the timeline.
+        self.window: list[int] = []
         self.above_range_microseconds: list[int] = []
         self.sum_nanoseconds = 0
         self.max_nanoseconds = 0
@@ -68,6 +70,7 @@ class LatencyRecorder:
         if not pending:
             return
         self.pending = []
+        self.window.extend(pending)
         self.count += len(pending)
         self.sum_nanoseconds += sum(pending)
         self.max_nanoseconds = max(self.max_nanoseconds, *pending)
@@ -82,6 +85,13 @@ class LatencyRecorder:
         for microseconds, count in by_microseconds.items():
             if microseconds > HIGHEST_MICROSECONDS or not record(microseconds, count):
                 self.above_range_microseconds.extend([microseconds] * count)
+
+    def take_window(self) -> list[int]:
+        """Return the latencies in nanoseconds recorded since the previous call."""
+        self.flush()
+        window = self.window
+        self.window = []
+        return window
 
     def percentile_seconds(self, percentile: float) -> float | None:
         """Return the latency at ``percentile`` (0-100], or None with no latencies.
@@ -125,6 +135,12 @@ class LatencyRecorder:
         self.flush()
         encoded: bytes = self.histogram.encode()
         return encoded.decode("ascii")
+
+
+def nearest_rank_nanoseconds(ordered: list[int], percentile: float) -> int:
+    """Return the nearest-rank percentile of an ascending, non-empty list."""
+    rank = max(1, math.ceil(round(percentile * len(ordered) / 100, 6)))
+    return ordered[rank - 1]
 
 
 def _histogram_value_at_rank(histogram: HdrHistogram, rank: int) -> int:

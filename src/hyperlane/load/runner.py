@@ -3,7 +3,9 @@ connection.
 
 Each connection is an ``asyncio.Protocol`` that writes the next request from inside
 the response callback, so a keep-alive connection runs without a coroutine switch per
-request. One worker coroutine per connection only (re)connects.
+request. One worker coroutine per connection only (re)connects. The schedulers live
+in ``_RunState.acquire``, which hands out the next request and its intended send
+time, so another protocol class could serve the same schedule.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import math
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import cast
@@ -20,98 +23,160 @@ import httptools
 import uvloop
 
 from hyperlane.errors import UsageError
-from hyperlane.load.latency import LatencyRecorder
-from hyperlane.load.result import (
-    ERROR_KINDS,
-    STATUS_CLASSES,
-    ErrorKind,
-    LoadProgress,
-    LoadResult,
-)
-from hyperlane.load.spec import LoadSpec, Target, build_target
+from hyperlane.load.result import ErrorKind, LoadProgress, LoadResult
+from hyperlane.load.schedule import ArrivalSchedule, WeightedPicker, share_size
+from hyperlane.load.selfcheck import SelfCheck
+from hyperlane.load.spec import LoadSpec, PreparedRequest, Target, build_target
+from hyperlane.load.stats import RunStats, build_result
 
 logger = logging.getLogger(__name__)
 
 # Pause after a failed connection before the next attempt, so that a closed port
 # costs a few hundred attempts per second per connection instead of a busy loop.
 RECONNECT_BACKOFF_SECONDS = 0.02
-# Idempotent HTTP methods, which may be sent again when a reused connection closes
-# before any byte of the response arrives.
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+# Length of one tick of the timeline and of the CPU self-check.
+TIMELINE_TICK_SECONDS = 1.0
 _NANOSECONDS_PER_SECOND = 1_000_000_000
 _LENGTH_HEADERS = (b"content-length", b"transfer-encoding")
 
 _clock_ns = time.perf_counter_ns
 
 
+class _Endpoint:
+    """One endpoint's request and its measured and warm-up figures."""
+
+    def __init__(self, request: PreparedRequest, method: str, open_model: bool):
+        self.request_bytes = request.request_bytes
+        self.is_head = request.is_head
+        self.retry_allowed = request.retry_allowed
+        self.stats = RunStats(open_model)
+        self.name = request.name
+        self.method = method
+        self.weight = request.weight
+
+
+class _Slot:
+    """One reserved request: its endpoint, intended send time and figures to update."""
+
+    __slots__ = ("endpoint", "intended_ns", "sinks")
+
+    def __init__(
+        self, endpoint: _Endpoint, intended_ns: int, sinks: tuple[RunStats, ...]
+    ) -> None:
+        self.endpoint = endpoint
+        # 0 in the closed model, which means "send now".
+        self.intended_ns = intended_ns
+        self.sinks = sinks
+
+
 class _RunState:
-    """Counters and settings shared by all connections of one run."""
+    """Schedule, counters and settings shared by all connections of one run."""
 
     def __init__(self, spec: LoadSpec, target: Target) -> None:
-        self.request_bytes = target.request_bytes
+        open_model = spec.is_open
+        self.open_model = open_model
         self.timeout_ns = int(spec.timeout_seconds * _NANOSECONDS_PER_SECOND)
         self.timeout_seconds = spec.timeout_seconds
-        self.retry_allowed = spec.method.upper() in _IDEMPOTENT_METHODS
-        self.is_head = spec.method.upper() == "HEAD"
-        self.remaining = spec.requests
+        self.think_time_seconds = spec.think_time_seconds
         self.stopped = False
+        self.remaining: int | None = None
+        if spec.requests is not None:
+            self.remaining = share_size(
+                spec.requests, spec.share_index, spec.share_count
+            )
 
-        self.sent = 0
-        self.completed = 0
+        methods = [endpoint.method for endpoint in spec.endpoints] or [spec.method]
+        self.endpoints = [
+            _Endpoint(request, method, open_model)
+            for request, method in zip(target.requests, methods, strict=True)
+        ]
+        self.picker = WeightedPicker([endpoint.weight for endpoint in self.endpoints])
+        self.total = RunStats(open_model)
+        self.warmup = RunStats(open_model)
+        self.measured_sinks = {
+            id(endpoint): (endpoint.stats, self.total) for endpoint in self.endpoints
+        }
+        self.warmup_sinks = (self.warmup,)
+
         self.retries = 0
-        self.errors: dict[ErrorKind, int] = dict.fromkeys(ERROR_KINDS, 0)
-        self.errors_total = 0
-        self.bytes_received = 0
-        self.status_counts = [0] * 10
+        self.bytes_sent = 0
         self.connections_opened = 0
         self.keep_alive = False
         self.connections: set[_Connection] = set()
-
-        self.recorder = LatencyRecorder()
-        self.uncorrected: LatencyRecorder | None = None
-        self.interval_ns = 0
+        self.first_errors: set[ErrorKind] = set()
         self.late_sends = 0
-        self.next_slot = 0
+
         self.start_ns = _clock_ns()
-        if spec.rate_per_second is not None:
-            self.uncorrected = LatencyRecorder()
-            self.interval_ns = max(
-                1, round(_NANOSECONDS_PER_SECOND / spec.rate_per_second)
+        self.warmup_end_ns = self.start_ns + int(
+            spec.warmup_seconds * _NANOSECONDS_PER_SECOND
+        )
+        self.share_index = spec.share_index
+        self.share_count = spec.share_count
+        self.next_share_slot = 0
+        self.schedule: ArrivalSchedule | None = None
+        if open_model:
+            self.schedule = ArrivalSchedule(
+                self.start_ns,
+                spec.rate_per_second,
+                spec.stages,
+                spec.share_index,
+                spec.share_count,
             )
 
-    def acquire(self) -> int | None:
-        """Reserve the next request and return its intended send time.
+    def acquire(self) -> _Slot | None:
+        """Reserve the next request, its endpoint and its intended send time.
 
-        Returns None when the run is stopped or the request budget is used up. The
-        closed model returns 0, which means "send now".
+        Returns None when the run is stopped, the request budget is used up or the
+        stages have ended.
         """
         if self.stopped:
             return None
-        if self.remaining is not None:
-            if self.remaining <= 0:
+        if self.remaining is not None and self.remaining <= 0:
+            return None
+        schedule = self.schedule
+        if schedule is None:
+            intended_ns = 0
+            warm = _clock_ns() < self.warmup_end_ns
+        else:
+            number = self.next_share_slot * self.share_count + self.share_index
+            scheduled = schedule.intended_ns(number)
+            if scheduled is None:
                 return None
+            self.next_share_slot += 1
+            intended_ns = scheduled
+            # The open model assigns a request to the warm-up by its intended send
+            # time, so that requests_scheduled counts exactly the measured sends.
+            warm = intended_ns < self.warmup_end_ns
+        if self.remaining is not None:
             self.remaining -= 1
-        if self.interval_ns == 0:
-            return 0
-        slot = self.next_slot
-        self.next_slot += 1
-        return self.start_ns + slot * self.interval_ns
+        endpoint = self.endpoints[self.picker.pick()]
+        sinks = self.warmup_sinks if warm else self.measured_sinks[id(endpoint)]
+        return _Slot(endpoint, intended_ns, sinks)
 
-    def record_error(self, kind: ErrorKind, detail: object) -> None:
-        if self.errors[kind] == 0:
+    def record_error(
+        self, sinks: tuple[RunStats, ...], kind: ErrorKind, detail: object
+    ) -> None:
+        if kind not in self.first_errors:
             # Only the first error of each kind is logged, because a closed port
             # repeats the same error hundreds of times per second.
+            self.first_errors.add(kind)
             logger.info("First %s error in the load run: %r", kind, detail)
-        self.errors[kind] += 1
-        self.errors_total += 1
+        for stats in sinks:
+            stats.errors[kind] += 1
+            stats.errors_total += 1
 
-    def record_connect_failure(self, kind: ErrorKind, detail: object) -> None:
+    def record_connect_failure(
+        self, slot: _Slot, kind: ErrorKind, detail: object
+    ) -> None:
         # A request whose connection attempt failed counts as sent and failed, so
         # requests_sent == requests_total + errors_total + in flight stays true.
-        self.sent += 1
-        self.record_error(kind, detail)
+        for stats in slot.sinks:
+            stats.sent += 1
+        self.record_error(slot.sinks, kind, detail)
 
 
+# TODO: HTTP/2 needs a second protocol class that multiplexes streams on one
+# connection. _RunState.acquire and the schedules would serve it unchanged.
 class _Connection(asyncio.Protocol):
     """Protocol for one TCP connection, which writes a request, parses its response
     and repeats."""
@@ -123,12 +188,15 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
         self.failed = False
-        self.retry_slot: int | None = None
+        self.retry_slot: _Slot | None = None
         self.responses = 0
         self.timer: asyncio.TimerHandle | None = None
         self.scheduled_send: asyncio.TimerHandle | None = None
-        self.scheduled_intended_ns = 0
+        self.scheduled_slot: _Slot | None = None
 
+        self.slot: _Slot | None = None
+        self.sinks: tuple[RunStats, ...] = ()
+        self.is_head = False
         self.in_flight = False
         self.sent_ns = 0
         self.intended_ns = 0
@@ -157,7 +225,7 @@ class _Connection(asyncio.Protocol):
         if self.scheduled_send is not None:
             # A request reserved for a later send goes back to the worker, which
             # sends it on the next connection.
-            self.retry_slot = self.scheduled_intended_ns
+            self.retry_slot = self.scheduled_slot
         self._cancel_timers()
         if self.in_flight and not state.stopped:
             self._fail_on_close(exc)
@@ -166,15 +234,22 @@ class _Connection(asyncio.Protocol):
 
     def _fail_on_close(self, exc: Exception | None) -> None:
         state = self.state
+        slot = self.slot
         self.in_flight = False
-        if not self.response_started and self.responses > 0 and state.retry_allowed:
+        if (
+            slot is not None
+            and not self.response_started
+            and self.responses > 0
+            and slot.endpoint.retry_allowed
+        ):
             # No byte of the response arrived, so the server most likely closed an
             # idle keep-alive connection before it read the request. The method is
             # idempotent, so the request is sent again.
-            state.sent -= 1
+            for stats in self.sinks:
+                stats.sent -= 1
             state.retries += 1
             # The closed model measures the retry from its own write.
-            self.retry_slot = self.intended_ns if state.interval_ns else 0
+            self.retry_slot = slot
             return
         if exc is None and self.headers_done and not self.has_length:
             # Without Content-Length or chunked encoding, the close ends the body.
@@ -184,18 +259,22 @@ class _Connection(asyncio.Protocol):
             return
         self.failed = True
         if isinstance(exc, ConnectionResetError | BrokenPipeError):
-            state.record_error("reset", exc)
+            state.record_error(self.sinks, "reset", exc)
+        elif isinstance(exc, ssl.SSLError):
+            state.record_error(self.sinks, "tls", exc)
         elif exc is None:
-            state.record_error("closed_mid_response", "connection closed by peer")
+            state.record_error(
+                self.sinks, "closed_mid_response", "connection closed by peer"
+            )
         else:
-            state.record_error("other", exc)
+            state.record_error(self.sinks, "other", exc)
 
     def fail(self, kind: ErrorKind, detail: object) -> None:
         """Count the in-flight request as failed and abort the connection."""
         self.in_flight = False
         self.failed = True
         if not self.state.stopped:
-            self.state.record_error(kind, detail)
+            self.state.record_error(self.sinks, kind, detail)
         if self.transport is not None:
             self.transport.abort()
 
@@ -209,31 +288,36 @@ class _Connection(asyncio.Protocol):
 
     # Sending.
 
-    def schedule(self, intended_ns: int) -> None:
-        """Send now, or at ``intended_ns`` on the clock if that is in the future."""
-        delay_ns = intended_ns - _clock_ns()
-        if delay_ns <= 0:
-            self.send(intended_ns)
+    def schedule(self, slot: _Slot, delay_seconds: float = 0.0) -> None:
+        """Send ``slot`` at its intended time, or after ``delay_seconds`` in the
+        closed model, or now if that time has passed."""
+        if slot.intended_ns:
+            delay_seconds = (slot.intended_ns - _clock_ns()) / _NANOSECONDS_PER_SECOND
+        if delay_seconds <= 0:
+            self.send(slot)
             return
-        self.scheduled_intended_ns = intended_ns
+        self.scheduled_slot = slot
         self.scheduled_send = self.loop.call_later(
-            delay_ns / _NANOSECONDS_PER_SECOND, self._send_scheduled, intended_ns
+            delay_seconds, self._send_scheduled, slot
         )
 
-    def _send_scheduled(self, intended_ns: int) -> None:
+    def _send_scheduled(self, slot: _Slot) -> None:
         self.scheduled_send = None
-        self.send(intended_ns)
+        self.scheduled_slot = None
+        self.send(slot)
 
-    def send(self, intended_ns: int) -> None:
+    def send(self, slot: _Slot) -> None:
         state = self.state
         transport = self.transport
         if state.stopped or transport is None:
             return
         if transport.is_closing():
-            self.retry_slot = intended_ns
+            self.retry_slot = slot
             return
+
         now = _clock_ns()
         self.sent_ns = now
+        intended_ns = slot.intended_ns
         if intended_ns == 0:
             self.intended_ns = now
         else:
@@ -241,14 +325,25 @@ class _Connection(asyncio.Protocol):
             # up to a millisecond early. Measuring from the earlier of both times
             # keeps the corrected latency at least as large as the uncorrected one.
             self.intended_ns = min(intended_ns, now)
-            if now - intended_ns > state.interval_ns:
-                state.late_sends += 1
+            schedule = state.schedule
+            if schedule is not None and slot.sinks is not state.warmup_sinks:
+                rate = schedule.rate_at(intended_ns)
+                if rate > 0 and (now - intended_ns) * rate > _NANOSECONDS_PER_SECOND:
+                    state.late_sends += 1
+
+        self.slot = slot
+        self.sinks = slot.sinks
+        self.is_head = slot.endpoint.is_head
         self.in_flight = True
         self.response_started = False
         self.headers_done = False
         self.has_length = False
-        state.sent += 1
-        transport.write(state.request_bytes)
+        for stats in slot.sinks:
+            stats.sent += 1
+
+        request_bytes = slot.endpoint.request_bytes
+        state.bytes_sent += len(request_bytes)
+        transport.write(request_bytes)
         if self.timer is None:
             self.timer = self.loop.call_later(
                 state.timeout_seconds, self._check_timeout
@@ -272,8 +367,8 @@ class _Connection(asyncio.Protocol):
     # Receiving.
 
     def data_received(self, data: bytes) -> None:
-        state = self.state
-        state.bytes_received += len(data)
+        for stats in self.sinks:
+            stats.bytes_received += len(data)
         if not self.in_flight:
             # Bytes that arrive with no request in flight put the stream out of
             # step with the requests, so the connection is aborted.
@@ -303,7 +398,7 @@ class _Connection(asyncio.Protocol):
         self.headers_done = True
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
-        if self.state.is_head and self.status >= 200:
+        if self.is_head and self.status >= 200:
             # httptools has no option for HEAD responses, which have no body, so
             # the message ends here and a new parser reads the next response.
             self.replace_parser = True
@@ -330,13 +425,16 @@ class _Connection(asyncio.Protocol):
         if latency_ns > state.timeout_ns:
             # The timer fires late under load, but a response slower than the
             # timeout never counts as a success.
-            state.record_error("timeout", f"response took {latency_ns} ns")
+            state.record_error(self.sinks, "timeout", f"response took {latency_ns} ns")
         else:
-            state.completed += 1
-            state.status_counts[min(self.status // 100, 9)] += 1
-            state.recorder.pending.append(now - self.intended_ns)
-            if state.uncorrected is not None:
-                state.uncorrected.pending.append(latency_ns)
+            status_index = min(self.status // 100, 9)
+            corrected_ns = now - self.intended_ns
+            for stats in self.sinks:
+                stats.completed += 1
+                stats.status_counts[status_index] += 1
+                stats.recorder.pending.append(corrected_ns)
+                if stats.uncorrected is not None:
+                    stats.uncorrected.pending.append(latency_ns)
         self.responses += 1
         if self.responses > 1:
             state.keep_alive = True
@@ -350,7 +448,19 @@ class _Connection(asyncio.Protocol):
         if slot is None:
             transport.close()
             return
-        self.schedule(slot)
+        self.schedule(slot, state.think_time_seconds)
+
+
+def _ssl_context(target: Target) -> ssl.SSLContext | None:
+    if not target.tls:
+        return None
+    context = ssl.create_default_context()
+    if target.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    # HTTP/1.1 is the only protocol that _Connection speaks.
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 async def _connect_and_serve(
@@ -358,7 +468,9 @@ async def _connect_and_serve(
 ) -> None:
     """Open connections one after another until the run stops or the budget ends."""
     loop = asyncio.get_running_loop()
-    retry_slot: int | None = None
+    context = _ssl_context(target)
+    server_hostname = target.host if context is not None else None
+    retry_slot: _Slot | None = None
     while not state.stopped:
         slot = retry_slot if retry_slot is not None else state.acquire()
         retry_slot = None
@@ -367,16 +479,22 @@ async def _connect_and_serve(
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Connection(state, loop), target.host, target.port
+                    lambda: _Connection(state, loop),
+                    target.host,
+                    target.port,
+                    ssl=context,
+                    server_hostname=server_hostname,
                 ),
                 connect_timeout_seconds,
             )
         except ConnectionRefusedError as error:
-            state.record_connect_failure("refused", error)
+            state.record_connect_failure(slot, "refused", error)
         except TimeoutError as error:
-            state.record_connect_failure("connect_timeout", error)
+            state.record_connect_failure(slot, "connect_timeout", error)
+        except ssl.SSLError as error:
+            state.record_connect_failure(slot, "tls", error)
         except OSError as error:
-            state.record_connect_failure("other", error)
+            state.record_connect_failure(slot, "other", error)
         else:
             state.connections_opened += 1
             connection.schedule(slot)
@@ -385,39 +503,6 @@ async def _connect_and_serve(
             if not connection.failed:
                 continue
         await asyncio.sleep(RECONNECT_BACKOFF_SECONDS)
-
-
-def _build_result(spec: LoadSpec, state: _RunState, stop_ns: int) -> LoadResult:
-    duration_seconds = (stop_ns - state.start_ns) / _NANOSECONDS_PER_SECOND
-    in_flight = state.sent - state.completed - state.errors_total
-    uncorrected = state.uncorrected
-    return LoadResult(
-        url=spec.url,
-        model="closed" if uncorrected is None else "open",
-        connections=spec.connections,
-        duration_seconds=duration_seconds,
-        requests_sent=state.sent,
-        requests_total=state.completed,
-        requests_in_flight_at_stop=in_flight,
-        requests_per_second=state.completed / duration_seconds,
-        bytes_received=state.bytes_received,
-        status_classes={
-            name: state.status_counts[int(name[0])] for name in STATUS_CLASSES
-        },
-        errors={kind: state.errors[kind] for kind in ERROR_KINDS},
-        errors_total=state.errors_total,
-        connections_opened=state.connections_opened,
-        keep_alive=state.keep_alive,
-        latency=state.recorder.summary(),
-        histogram=state.recorder.encoded_histogram(),
-        latency_uncorrected=None if uncorrected is None else uncorrected.summary(),
-        histogram_uncorrected=(
-            None if uncorrected is None else uncorrected.encoded_histogram()
-        ),
-        late_sends_total=None if uncorrected is None else state.late_sends,
-        target_rate_per_second=spec.rate_per_second,
-        retries_total=state.retries,
-    )
 
 
 def _report_progress(
@@ -429,17 +514,39 @@ def _report_progress(
     now = _clock_ns()
     previous_ns, previous_completed = previous
     interval_seconds = (now - previous_ns) / _NANOSECONDS_PER_SECOND
-    rate = (state.completed - previous_completed) / max(interval_seconds, 1e-9)
+    total = state.total
+    rate = (total.completed - previous_completed) / max(interval_seconds, 1e-9)
     progress(
         LoadProgress(
             elapsed_seconds=(now - state.start_ns) / _NANOSECONDS_PER_SECOND,
-            requests_total=state.completed,
-            errors_total=state.errors_total,
+            requests_total=total.completed,
+            errors_total=total.errors_total,
             rate_per_second=rate,
-            p99_seconds=state.recorder.percentile_seconds(99.0),
+            p99_seconds=total.recorder.percentile_seconds(99.0),
         )
     )
-    return now, state.completed
+    return now, total.completed
+
+
+class _Timeline:
+    """Closes one timeline tick per second after the warm-up, on every figure set."""
+
+    def __init__(self, state: _RunState) -> None:
+        self.state = state
+        self.tick_ns = int(TIMELINE_TICK_SECONDS * _NANOSECONDS_PER_SECOND)
+        self.previous_ns = state.warmup_end_ns
+        self.next_ns = state.warmup_end_ns + self.tick_ns
+
+    def close_tick(self, now_ns: int) -> None:
+        state = self.state
+        start = (self.previous_ns - state.warmup_end_ns) / _NANOSECONDS_PER_SECOND
+        end = (now_ns - state.warmup_end_ns) / _NANOSECONDS_PER_SECOND
+        state.total.close_tick(start, end)
+        for endpoint in state.endpoints:
+            endpoint.stats.close_tick(start, end)
+        self.previous_ns = now_ns
+        while self.next_ns <= now_ns:
+            self.next_ns += self.tick_ns
 
 
 async def _run(
@@ -447,9 +554,12 @@ async def _run(
     target: Target,
     progress: Callable[[LoadProgress], None] | None,
     progress_interval_seconds: float,
+    cpu_clock: Callable[[], float],
 ) -> LoadResult:
     state = _RunState(spec, target)
-    deadline_ns = state.start_ns + int(spec.duration_seconds * _NANOSECONDS_PER_SECOND)
+    check = SelfCheck(cpu_clock, state.start_ns)
+    timeline = _Timeline(state)
+    deadline_ns = state.start_ns + int(spec.run_seconds * _NANOSECONDS_PER_SECOND)
     interval_ns = int(progress_interval_seconds * _NANOSECONDS_PER_SECOND)
     next_progress_ns = state.start_ns + interval_ns
     previous = (state.start_ns, 0)
@@ -465,7 +575,7 @@ async def _run(
             now = _clock_ns()
             if now >= deadline_ns:
                 break
-            wake_ns = deadline_ns
+            wake_ns = min(deadline_ns, timeline.next_ns)
             if progress is not None:
                 wake_ns = min(wake_ns, next_progress_ns)
             done, pending = await asyncio.wait(
@@ -474,13 +584,20 @@ async def _run(
             for task in done:
                 # Re-raise a bug in a worker instead of reporting a short run.
                 task.result()
-            if progress is not None and _clock_ns() >= next_progress_ns:
+            now = _clock_ns()
+            if now >= timeline.next_ns:
+                timeline.close_tick(now)
+                check.check_cpu(now)
+            if progress is not None and now >= next_progress_ns:
                 previous = _report_progress(state, progress, previous)
                 while next_progress_ns <= _clock_ns():
                     next_progress_ns += interval_ns
         stop_ns = _clock_ns()
         state.stopped = True
-        return _build_result(spec, state, stop_ns)
+        if stop_ns > timeline.previous_ns and stop_ns > state.warmup_end_ns:
+            timeline.close_tick(stop_ns)
+        check.check_cpu(stop_ns, whole_run=True)
+        return _finish(spec, state, check, stop_ns)
     finally:
         state.stopped = True
         for connection in list(state.connections):
@@ -491,19 +608,42 @@ async def _run(
         await asyncio.gather(*workers, return_exceptions=True)
 
 
-def run_load(
-    spec: LoadSpec,
-    progress: Callable[[LoadProgress], None] | None = None,
-    progress_interval_seconds: float = 1.0,
+def _finish(
+    spec: LoadSpec, state: _RunState, check: SelfCheck, stop_ns: int
 ) -> LoadResult:
-    """Run the load described by ``spec`` and return its result.
+    measured_start_ns = min(state.warmup_end_ns, stop_ns)
+    requests_unsent: int | None = None
+    requests_scheduled: int | None = None
+    schedule = state.schedule
+    if schedule is not None:
+        due = schedule.due_in_share(stop_ns, spec.requests) - schedule.due_in_share(
+            measured_start_ns - 1, spec.requests
+        )
+        requests_unsent = max(0, due - state.total.sent)
+        requests_scheduled = state.total.sent + requests_unsent
+        check.check_rate(requests_scheduled, requests_unsent, state.late_sends)
+    return build_result(
+        spec,
+        total=state.total,
+        endpoints=[
+            (endpoint.name, endpoint.method, endpoint.weight, endpoint.stats)
+            for endpoint in state.endpoints
+        ],
+        duration_seconds=(stop_ns - measured_start_ns) / _NANOSECONDS_PER_SECOND,
+        connections_opened=state.connections_opened,
+        keep_alive=state.keep_alive,
+        retries_total=state.retries,
+        late_sends_total=state.late_sends if schedule is not None else None,
+        requests_unsent=requests_unsent,
+        requests_scheduled=requests_scheduled,
+        bytes_sent=state.bytes_sent,
+        warmup_requests_total=state.warmup.sent,
+        generator_cpu_seconds=check.cpu_seconds(),
+        warnings=check.warnings,
+    )
 
-    Blocks the calling thread, which must not be running an event loop, and runs a
-    new uvloop event loop that is closed before returning. ``progress`` is called
-    about every ``progress_interval_seconds`` from that thread. Raises UsageError
-    for an invalid spec or interval.
-    """
-    target = build_target(spec)
+
+def _validate_interval(progress_interval_seconds: float) -> None:
     if (
         isinstance(progress_interval_seconds, bool)
         or not isinstance(progress_interval_seconds, int | float)
@@ -514,16 +654,36 @@ def run_load(
             f"Invalid progress_interval_seconds {progress_interval_seconds!r}: "
             "must be a number greater than 0, such as 1.0."
         )
-    model = "closed" if spec.rate_per_second is None else "open"
+
+
+def run_load(
+    spec: LoadSpec,
+    progress: Callable[[LoadProgress], None] | None = None,
+    progress_interval_seconds: float = 1.0,
+    cpu_clock: Callable[[], float] = time.thread_time,
+) -> LoadResult:
+    """Run the load described by ``spec`` and return its result.
+
+    Blocks the calling thread, which must not be running an event loop, and runs a
+    new uvloop event loop that is closed before returning. ``progress`` is called
+    about every ``progress_interval_seconds`` from that thread. ``cpu_clock``
+    returns the CPU seconds used by the event loop's thread, for the self-check.
+    Raises UsageError for an invalid spec or interval.
+    """
+    target = build_target(spec)
+    _validate_interval(progress_interval_seconds)
+    model = "open" if spec.is_open else "closed"
     logger.info(
         "Starting %s-model load on %s with %d connections for %.3f s",
         model,
         spec.url,
         spec.connections,
-        spec.duration_seconds,
+        spec.run_seconds,
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        result = runner.run(_run(spec, target, progress, progress_interval_seconds))
+        result = runner.run(
+            _run(spec, target, progress, progress_interval_seconds, cpu_clock)
+        )
     logger.info(
         "Finished load on %s: %d requests, %d errors in %.3f s",
         spec.url,

@@ -110,6 +110,8 @@ def _load_table(load: dict[str, Any]) -> Table:
         table.add_row(
             "sends late by over one interval", f"{load.get('late_sends_total') or 0}"
         )
+        if load.get("requests_unsent") is not None:
+            table.add_row("scheduled but never sent", f"{load['requests_unsent']}")
     errors = ", ".join(
         f"{kind} {count}" for kind, count in load["errors"].items() if count
     )
@@ -196,6 +198,7 @@ def render_audit(document: dict[str, Any], console: Console) -> None:
     console.print(_image_table(document["image"], "the engine's export"))
     console.print(_start_text(document["start"]))
     console.print(_load_table(document["load"]))
+    _print_warnings(document["load"], console)
     console.print(_metrics_table(document["metrics"]))
     console.print(_sizing_text(document["sizing"]))
     files = document.get("deploy", {}).get("files", [])
@@ -215,9 +218,15 @@ def render_image(document: dict[str, Any], console: Console) -> None:
     console.print(_image_table(image, origin))
 
 
+def _print_warnings(load: dict[str, Any], console: Console) -> None:
+    for warning in load.get("warnings") or []:
+        console.print(f"WARNING: {warning}", style="yellow")
+
+
 def render_load(document: dict[str, Any], console: Console) -> None:
     """Print the summary of a load document."""
     console.print(_load_table(document["load"]))
+    _print_warnings(document["load"], console)
 
 
 def render_document(document: dict[str, Any], console: Console) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,19 +22,30 @@ class TestServer:
 
     __test__ = False
 
-    def __init__(self, handler: Handler, *, read_requests: bool = True) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        read_requests: bool = True,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.handler = handler
         self.read_requests = read_requests
+        self.tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
         # Closing a socket does not wake a thread blocked in accept(), so the
         # accept loop polls for the stop event.
         self.listener.settimeout(0.05)
         self.port: int = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/"
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/"
         self.lock = threading.Lock()
         self.requests_received = 0
         self.connections_accepted = 0
         self.request_heads: list[bytes] = []
+        self.request_bodies: list[bytes] = []
+        # time.perf_counter() when each request had been read.
+        self.request_times: list[float] = []
         self.stopping = threading.Event()
         self.sockets: list[socket.socket] = []
         self.threads: list[threading.Thread] = []
@@ -83,15 +95,32 @@ class TestServer:
         end = buffer.index(b"\r\n\r\n") + 4
         head = bytes(buffer[:end])
         del buffer[:end]
+        length = _content_length(head)
+        while len(buffer) < length:
+            try:
+                chunk = sock.recv(4096)
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            buffer.extend(chunk)
+        body = bytes(buffer[:length])
+        del buffer[:length]
         with self.lock:
             self.requests_received += 1
             self.request_heads.append(head)
+            self.request_bodies.append(body)
+            self.request_times.append(time.perf_counter())
         return True
 
     def _serve(self, sock: socket.socket) -> None:
         buffer = bytearray()
         index = 0
         try:
+            if self.tls is not None:
+                sock.settimeout(2.0)
+                sock = self.tls.wrap_socket(sock, server_side=True)
+                sock.settimeout(None)
             while not self.stopping.is_set():
                 if self.read_requests and not self._read_request(sock, buffer):
                     return
@@ -104,9 +133,22 @@ class TestServer:
             sock.close()
 
 
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 0
+
+
 @contextmanager
-def serving(handler: Handler, *, read_requests: bool = True) -> Iterator[TestServer]:
-    server = TestServer(handler, read_requests=read_requests)
+def serving(
+    handler: Handler,
+    *,
+    read_requests: bool = True,
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[TestServer]:
+    server = TestServer(handler, read_requests=read_requests, tls=tls)
     server.start()
     try:
         yield server

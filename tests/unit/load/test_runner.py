@@ -66,8 +66,9 @@ def test_connection_close_reconnects() -> None:
     assert result.keep_alive is False
     # Every response ends its connection, so each completed request used its own.
     assert result.connections_opened >= result.requests_total
-    # A connection still being established at the stop reaches only the server.
-    assert server.connections_accepted >= result.connections_opened
+    # A connection still being established at the stop reaches only the server,
+    # and one established just before it may still wait in the listen backlog.
+    assert server.connections_accepted >= result.connections_opened - 2
     assert server.connections_accepted <= result.connections_opened + 2
     _assert_identity(result)
 

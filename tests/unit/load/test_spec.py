@@ -6,7 +6,7 @@ import pytest
 
 from hyperlane import __version__
 from hyperlane.errors import UsageError
-from hyperlane.load import LoadSpec, run_load
+from hyperlane.load import Endpoint, LoadSpec, Stage, run_load
 from hyperlane.load.spec import build_target
 
 URL = "http://127.0.0.1:8080/"
@@ -26,7 +26,16 @@ URL = "http://127.0.0.1:8080/"
         (LoadSpec(url=URL, headers=(("X:A", "1"),)), "header name"),
         (LoadSpec(url=URL, headers=(("X-A", "1\r\nX-B: 2"),)), "header"),
         (LoadSpec(url="ftp://127.0.0.1/"), "url"),
-        (LoadSpec(url="https://127.0.0.1/"), "https"),
+        (LoadSpec(url="wss://127.0.0.1/"), "https"),
+        (LoadSpec(url=URL, think_time_seconds=-1.0), "think_time_seconds"),
+        (LoadSpec(url=URL, rate_per_second=5.0, think_time_seconds=1.0), "think"),
+        (LoadSpec(url=URL, warmup_seconds=10.0), "warmup_seconds"),
+        (LoadSpec(url=URL, share_index=2, share_count=2), "share_index"),
+        (LoadSpec(url=URL, stages=(Stage(0.0, 5.0),)), "stages[0]"),
+        (LoadSpec(url=URL, stages=(Stage(1.0, 0.0),)), "stages"),
+        (LoadSpec(url=URL, endpoints=(Endpoint("a"), Endpoint("a"))), "name"),
+        (LoadSpec(url=URL, endpoints=(Endpoint("a", path="x"),)), "path"),
+        (LoadSpec(url=URL, endpoints=(Endpoint("a", weight=0.0),)), "weight"),
         (LoadSpec(url="http:///path"), "host"),
         (LoadSpec(url="http://127.0.0.1:99999/"), "url"),
         (LoadSpec(url="http://127.0.0.1:0/"), "port 0"),
@@ -80,3 +89,44 @@ def test_request_header_overrides_default() -> None:
     assert b"\r\nUser-Agent: probe\r\n" in request
     assert request.count(b"Host:") == 1
     assert b"\r\nHost: svc\r\n" in request
+
+
+def test_request_body_framed() -> None:
+    spec = LoadSpec(url=URL, method="POST", body=b'{"a": 1}')
+    request = build_target(spec).request_bytes
+    assert b"\r\nContent-Length: 8\r\n" in request
+    assert request.endswith(b'\r\n\r\n{"a": 1}')
+
+
+def test_request_post_empty_length() -> None:
+    request = build_target(LoadSpec(url=URL, method="POST")).request_bytes
+    assert b"\r\nContent-Length: 0\r\n" in request
+
+
+def test_request_get_no_length() -> None:
+    request = build_target(LoadSpec(url=URL)).request_bytes
+    assert b"Content-Length" not in request
+
+
+def test_https_default_port() -> None:
+    target = build_target(LoadSpec(url="https://example.test/"))
+    assert target.port == 443
+    assert target.tls is True
+    assert b"\r\nHost: example.test\r\n" in target.request_bytes
+
+
+def test_endpoints_prepared_in_order() -> None:
+    spec = LoadSpec(
+        url=URL,
+        headers=(("X-Run", "1"),),
+        endpoints=(
+            Endpoint("home", path="/"),
+            Endpoint("probe", path="/health", method="HEAD", headers=(("X-E", "2"),)),
+        ),
+    )
+    prepared = build_target(spec).requests
+    assert [request.name for request in prepared] == ["home", "probe"]
+    assert prepared[1].request_bytes.startswith(b"HEAD /health HTTP/1.1\r\n")
+    assert b"\r\nX-Run: 1\r\nX-E: 2\r\n" in prepared[1].request_bytes
+    assert prepared[1].is_head is True
+    assert prepared[0].is_head is False
