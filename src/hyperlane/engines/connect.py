@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 PODMAN_SOCKETS = (Path("/run/podman/podman.sock"),)
 CONNECT_TIMEOUT_SECONDS = 60
-# Any engine answers /version; the client then speaks the version the engine reports.
+# Every engine serves /version here, and the client then uses the version it reports.
 PROBE_API_VERSION = "1.24"
 PROBE_TIMEOUT_SECONDS = 5.0
 
@@ -123,7 +123,7 @@ def _report_failure(
 def connect(engine: str = "auto", environ: Mapping[str, str] | None = None) -> Engine:
     """Connect to ``engine`` (docker, podman or auto) and return the adapter.
 
-    Raises EngineUnavailable when no candidate address answers, naming each address
+    Raises EngineUnavailable when no candidate address responds, naming each address
     tried and how to start the engine.
     """
     environ = os.environ if environ is None else environ
@@ -146,13 +146,16 @@ def connect(engine: str = "auto", environ: Mapping[str, str] | None = None) -> E
         )
         if engine in ("docker", "podman") and info.name != engine:
             logger.warning(
-                "--engine %s was requested but %s answers at %s", engine, info.name, url
+                "--engine %s was requested but %s responds at %s",
+                engine,
+                info.name,
+                url,
             )
         logger.info("using %s %s at %s", info.name, info.version, url)
         return Engine(client, info)
     tried = ", ".join(failures) if failures else "no engine socket found"
     raise EngineUnavailable(
-        f"no container engine answered for --engine {engine} (tried: {tried}). "
+        f"no container engine responded for --engine {engine} (tried: {tried}). "
         "Start dockerd or `podman system service` (scripts/setup.sh does both), "
         "or set DOCKER_HOST to the engine's API address"
     )

@@ -60,7 +60,7 @@ CONTAINER_LABEL = "io.hyperlane.owner"
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """The engine that answered, as its version endpoint reports it."""
+    """The engine that responded, as its version endpoint reports it."""
 
     name: str
     """``docker`` or ``podman``."""
@@ -143,7 +143,7 @@ class Engine:
                 "load or podman load, then try again (no registry is contacted)"
             ) from None
         except docker.errors.APIError as error:
-            # Docker answers 400 to a malformed reference, Podman 4.3 answers 500.
+            # Docker returns 400 for a malformed reference, Podman 4.3 returns 500.
             if error.status_code == 400 or "invalid reference format" in str(
                 error.explanation
             ):
