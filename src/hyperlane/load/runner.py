@@ -91,12 +91,28 @@ class _RunState:
             for request, method in zip(target.requests, methods, strict=True)
         ]
         self.picker = WeightedPicker([endpoint.weight for endpoint in self.endpoints])
-        self.total = RunStats(open_model)
         self.warmup = RunStats(open_model)
-        self.measured_sinks = {
-            id(endpoint): (endpoint.stats, self.total) for endpoint in self.endpoints
-        }
         self.warmup_sinks = (self.warmup,)
+        self.measured_sinks: list[tuple[RunStats, ...]]
+        if len(self.endpoints) == 1:
+            # With one endpoint, every request counts for it and for the run alike,
+            # so one RunStats serves both and each response updates it once.
+            self.total = self.endpoints[0].stats
+            self.measured_sinks = [(self.total,)]
+        else:
+            self.total = RunStats(open_model)
+            self.measured_sinks = [
+                (endpoint.stats, self.total) for endpoint in self.endpoints
+            ]
+        # Closed-model slots carry no intended send time, so one slot per endpoint
+        # and figure set is reused instead of a new slot per request.
+        self.measured_slots = [
+            _Slot(endpoint, 0, sinks)
+            for endpoint, sinks in zip(self.endpoints, self.measured_sinks, strict=True)
+        ]
+        self.warmup_slots = [
+            _Slot(endpoint, 0, self.warmup_sinks) for endpoint in self.endpoints
+        ]
 
         self.retries = 0
         self.bytes_sent = 0
@@ -110,6 +126,8 @@ class _RunState:
         self.warmup_end_ns = self.start_ns + int(
             spec.warmup_seconds * _NANOSECONDS_PER_SECOND
         )
+        # The closed model reads the clock in acquire only until the warm-up ends.
+        self.warming_up = self.warmup_end_ns > self.start_ns
         self.share_index = spec.share_index
         self.share_count = spec.share_count
         self.next_share_slot = 0
@@ -135,23 +153,27 @@ class _RunState:
             return None
         schedule = self.schedule
         if schedule is None:
-            intended_ns = 0
-            warm = _clock_ns() < self.warmup_end_ns
-        else:
-            number = self.next_share_slot * self.share_count + self.share_index
-            scheduled = schedule.intended_ns(number)
-            if scheduled is None:
-                return None
-            self.next_share_slot += 1
-            intended_ns = scheduled
-            # The open model assigns a request to the warm-up by its intended send
-            # time, so that requests_scheduled counts exactly the measured sends.
-            warm = intended_ns < self.warmup_end_ns
+            if self.remaining is not None:
+                self.remaining -= 1
+            index = self.picker.pick()
+            if self.warming_up:
+                if _clock_ns() < self.warmup_end_ns:
+                    return self.warmup_slots[index]
+                self.warming_up = False
+            return self.measured_slots[index]
+        number = self.next_share_slot * self.share_count + self.share_index
+        intended_ns = schedule.intended_ns(number)
+        if intended_ns is None:
+            return None
+        self.next_share_slot += 1
+        # The open model assigns a request to the warm-up by its intended send
+        # time, so that requests_scheduled counts exactly the measured sends.
+        warm = intended_ns < self.warmup_end_ns
         if self.remaining is not None:
             self.remaining -= 1
-        endpoint = self.endpoints[self.picker.pick()]
-        sinks = self.warmup_sinks if warm else self.measured_sinks[id(endpoint)]
-        return _Slot(endpoint, intended_ns, sinks)
+        index = self.picker.pick()
+        sinks = self.warmup_sinks if warm else self.measured_sinks[index]
+        return _Slot(self.endpoints[index], intended_ns, sinks)
 
     def record_error(
         self, sinks: tuple[RunStats, ...], kind: ErrorKind, detail: object
@@ -202,7 +224,12 @@ class _Connection(asyncio.Protocol):
         self.intended_ns = 0
         self.response_started = False
         self.headers_done = False
-        self.has_length = False
+        # True when the connection's close ends the body, because the response has
+        # no keep-alive and neither Content-Length nor Transfer-Encoding.
+        self.close_delimited = False
+        # Bytes of the response from its start up to the chunk that ended its
+        # headers, for the header scan of a response without keep-alive.
+        self.head_data = b""
         self.replace_parser = False
         self.status = 0
         self.keep_alive = True
@@ -251,7 +278,7 @@ class _Connection(asyncio.Protocol):
             # The closed model measures the retry from its own write.
             self.retry_slot = slot
             return
-        if exc is None and self.headers_done and not self.has_length:
+        if exc is None and self.headers_done and self.close_delimited:
             # Without Content-Length or chunked encoding, the close ends the body.
             self.in_flight = True
             self.keep_alive = False
@@ -337,7 +364,6 @@ class _Connection(asyncio.Protocol):
         self.in_flight = True
         self.response_started = False
         self.headers_done = False
-        self.has_length = False
         for stats in slot.sinks:
             stats.sent += 1
 
@@ -378,6 +404,8 @@ class _Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
             return
+        if not self.headers_done:
+            self.head_data = self.head_data + data if self.response_started else data
         self.response_started = True
         try:
             self.parser.feed_data(data)
@@ -389,15 +417,16 @@ class _Connection(asyncio.Protocol):
             self.replace_parser = False
             self.parser = httptools.HttpResponseParser(self)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # The length test skips the lower() copy for almost every other header.
-        if len(name) in (14, 17) and name.lower() in _LENGTH_HEADERS:
-            self.has_length = True
-
+    # No on_header callback, because httptools calls it once per header line, which
+    # cost more than the rest of the parse in bench/parser_callbacks.py. With
+    # httptools 0.9.0, should_keep_alive() is False for every body that ends at the
+    # close, so only responses without keep-alive need the header scan.
     def on_headers_complete(self) -> None:
         self.headers_done = True
         self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
+        keep_alive = self.parser.should_keep_alive()
+        self.keep_alive = keep_alive
+        self.close_delimited = not keep_alive and not _has_length_header(self.head_data)
         if self.is_head and self.status >= 200:
             # httptools has no option for HEAD responses, which have no body, so
             # the message ends here and a new parser reads the next response.
@@ -409,7 +438,7 @@ class _Connection(asyncio.Protocol):
             # An informational response such as 103 Early Hints precedes the
             # final response to the same request.
             self.headers_done = False
-            self.has_length = False
+            self.close_delimited = False
             return
         # A HEAD response was already completed at the end of its headers.
         if self.in_flight and not self.replace_parser:
@@ -448,7 +477,37 @@ class _Connection(asyncio.Protocol):
         if slot is None:
             transport.close()
             return
+        if slot.intended_ns == 0 and state.think_time_seconds <= 0:
+            # The closed model without think time sends at once, as schedule would.
+            self.send(slot)
+            return
         self.schedule(slot, state.think_time_seconds)
+
+
+def _has_length_header(head: bytes) -> bool:
+    """Return whether the final response head in ``head`` has a Content-Length or
+    Transfer-Encoding header.
+
+    ``head`` starts at a status line. Informational (1xx) heads before the final
+    head are skipped, and bytes after the final head's blank line are ignored.
+    """
+    informational = False
+    at_status_line = True
+    found = False
+    for raw_line in head.split(b"\n"):
+        line = raw_line.rstrip(b"\r")
+        if at_status_line:
+            parts = line.split(None, 2)
+            informational = len(parts) > 1 and parts[1].startswith(b"1")
+            at_status_line = False
+            found = False
+        elif not line:
+            if not informational:
+                return found
+            at_status_line = True
+        elif line.partition(b":")[0].strip().lower() in _LENGTH_HEADERS:
+            found = True
+    return found
 
 
 def _ssl_context(target: Target) -> ssl.SSLContext | None:
@@ -543,7 +602,9 @@ class _Timeline:
         end = (now_ns - state.warmup_end_ns) / _NANOSECONDS_PER_SECOND
         state.total.close_tick(start, end)
         for endpoint in state.endpoints:
-            endpoint.stats.close_tick(start, end)
+            # A single endpoint shares the run's RunStats, closed just above.
+            if endpoint.stats is not state.total:
+                endpoint.stats.close_tick(start, end)
         self.previous_ns = now_ns
         while self.next_ns <= now_ns:
             self.next_ns += self.tick_ns
