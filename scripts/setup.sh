@@ -65,8 +65,10 @@ if ! curl -sf --unix-socket /var/run/docker.sock http://engine/_ping >/dev/null 
         # A daemon that was killed leaves its pid files, and a new one refuses to start.
         rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
     fi
-    setsid nohup dockerd --host unix:///var/run/docker.sock \
-        >"$log_dir/dockerd.log" 2>&1 < /dev/null &
+    # Services start from / so that removing the checkout cannot pull their working
+    # directory away while they run.
+    (cd / && exec setsid nohup dockerd --host unix:///var/run/docker.sock \
+        >"$log_dir/dockerd.log" 2>&1 < /dev/null) &
     wait_for_socket /var/run/docker.sock dockerd $! "$log_dir/dockerd.log"
 fi
 
@@ -74,8 +76,9 @@ mkdir -p /run/podman
 if ! curl -sf --unix-socket /run/podman/podman.sock http://engine/_ping >/dev/null 2>&1; then
     echo "setup: starting the Podman API service" >&2
     rm -f /run/podman/podman.sock
-    setsid nohup podman system service --time=0 unix:///run/podman/podman.sock \
-        >"$log_dir/podman-service.log" 2>&1 < /dev/null &
+    (cd / && exec setsid nohup podman system service --time=0 \
+        unix:///run/podman/podman.sock \
+        >"$log_dir/podman-service.log" 2>&1 < /dev/null) &
     wait_for_socket /run/podman/podman.sock "podman system service" $! \
         "$log_dir/podman-service.log"
 fi
