@@ -61,8 +61,16 @@ wait_for_socket() {
 
 if ! curl -sf --unix-socket /var/run/docker.sock http://engine/_ping >/dev/null 2>&1; then
     echo "setup: starting dockerd" >&2
-    if ! pgrep -x dockerd >/dev/null; then
-        # A daemon that was killed leaves its pid files, and a new one refuses to start.
+    # A daemon that was killed leaves its pid files, and a new one refuses to start.
+    # The pid counts as stale when its process is gone or a zombie that nothing
+    # reaped.
+    old_pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    old_state=""
+    if [ -n "$old_pid" ]; then
+        old_state=$(awk '/^State:/ {print $2}' "/proc/$old_pid/status" 2>/dev/null \
+            || true)
+    fi
+    if [ -z "$old_state" ] || [ "$old_state" = Z ]; then
         rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
     fi
     # Services start from / so that removing the checkout cannot pull their working
