@@ -8,6 +8,7 @@ report directory only when every stage has finished.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 import uuid
@@ -24,12 +25,14 @@ from hyperlane.errors import ServiceNotReady, UsageError
 from hyperlane.images import ImageAnalysis, analyze_archive, parse_source
 from hyperlane.load import LoadProgress, LoadResult, spec_from_settings
 from hyperlane.load.config import worker_count
+from hyperlane.load.hgrm import write_hgrm
+from hyperlane.load.scenario import evaluate_thresholds, load_scenario
 from hyperlane.load.workers import run_load_workers
 from hyperlane.metrics import MetricsSeries, Sampler, open_reader
 from hyperlane.probes import StartResult, measure_cold_starts, wait_until_ready
 from hyperlane.report.deploy import write_deploy_files
 from hyperlane.report.document import document_header, dumps, write_text_atomically
-from hyperlane.report.outdir import REPORT_FILE_NAME, StagedDirectory
+from hyperlane.report.outdir import HGRM_FILE_NAME, REPORT_FILE_NAME, StagedDirectory
 from hyperlane.settings import AuditSettings
 from hyperlane.sizing import Recommendation, SizingPolicy, recommend
 
@@ -259,6 +262,8 @@ def run_audit(
             engine.close()
         observer.stage("report", f"writing {settings.out}")
         relative_files = [path.relative_to(staged.path) for path in outcome.files]
+        if settings.hgrm is not None:
+            shutil.copyfile(staged.path / HGRM_FILE_NAME, settings.hgrm)
         outcome.out_dir = staged.commit()
         outcome.files = [outcome.out_dir / path for path in relative_files]
         return outcome
@@ -344,7 +349,18 @@ def _audit_stages(
         }
     )
 
+    thresholds = (
+        load_scenario(settings.scenario).thresholds
+        if settings.scenario is not None
+        else ()
+    )
+    document["thresholds"] = [
+        outcome.to_dict() for outcome in evaluate_thresholds(thresholds, load)
+    ]
+
     files: list[Path] = []
+    write_hgrm(load.histogram, staging / HGRM_FILE_NAME)
+    files.append(staging / HGRM_FILE_NAME)
     deploy_files: list[Path] = []
     if recommendation.status == "ok":
         deploy_files = write_deploy_files(

@@ -325,13 +325,13 @@ def _describe_error(
                 f"{_suggest(name, fields)}"
             )
             continue
-        origin, given = _origin_of(name, flags, model.section, file_values)
+        origin, given_text = _origin_of(name, flags, model.section, file_values)
         reason = str(item["msg"]).removeprefix("Value error, ")
         field = model.model_fields.get(name)
         unit = unit_of(field) if field is not None else None
         if unit is not None and "than" in reason:
             reason = f"{reason} {unit}"
-        value = given if given is not None else item.get("input")
+        value = given_text if given_text is not None else item.get("input")
         messages.append(f"invalid value {value!r} for {origin}: {reason}")
     return "; ".join(messages)
 
@@ -354,14 +354,16 @@ def load_settings(
                 f"{_suggest(name, sorted(KNOWN_SECTIONS))}"
             )
     # A repeatable flag that was not given arrives as an empty list.
-    given = {
+    given_flags = {
         name: value for name, value in flags.items() if value not in (None, [], ())
     }
     token = _FILE_VALUES.set(sections)
     try:
-        return model(**given)
+        return model(**given_flags)
     except ValidationError as error:
         file_values = sections.get(model.section, {})
-        raise UsageError(_describe_error(error, model, given, file_values)) from None
+        raise UsageError(
+            _describe_error(error, model, given_flags, file_values)
+        ) from None
     finally:
         _FILE_VALUES.reset(token)

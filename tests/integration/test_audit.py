@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from hyperlane.exitcodes import ExitCode
 from tests.conftest import unique_name
 from tests.integration.cli import OWNER_LABEL, run_hyperlane
 
@@ -247,3 +248,38 @@ def test_api_metrics_source(engine_name: str, tmp_path: Path) -> None:
     assert summary["cpu_seconds_total"] > 0
     # Podman's stats carry no working set, so sizing falls back to total usage.
     assert report["sizing"]["status"] == "ok"
+
+
+def test_threshold_gate_keeps_report(engine_name: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "gate.toml"
+    scenario.write_text('thresholds = ["p99 < 1us"]\n\n[[requests]]\npath = "/"\n')
+    out_dir = tmp_path / "report"
+    copied_hgrm = tmp_path / "copy.hgrm"
+    result = run_hyperlane(
+        "audit",
+        "--engine",
+        engine_name,
+        "--out",
+        str(out_dir),
+        "--duration",
+        "1s",
+        "--starts",
+        "1",
+        "--scenario",
+        str(scenario),
+        "--hgrm",
+        str(copied_hgrm),
+    )
+    assert result.returncode == ExitCode.THRESHOLD_FAILED, result.stderr
+    assert "p99 < 1us" in result.stderr
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["thresholds"][0]["passed"] is False
+    assert "Percentile" in (out_dir / "latency.hgrm").read_text()
+    assert copied_hgrm.read_text() == (out_dir / "latency.hgrm").read_text()
+
+
+def test_audit_writes_hgrm(audit_run: AuditRun) -> None:
+    text = (audit_run.out_dir / "latency.hgrm").read_text()
+    count = audit_run.report["load"]["latency"]["count"]
+    assert "Percentile" in text
+    assert f"Total count    = {count:12d}]" in text

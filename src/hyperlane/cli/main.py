@@ -158,6 +158,7 @@ def audit_command(**kwargs: Any) -> None:
     def action() -> int:
         from hyperlane.audit import run_audit
         from hyperlane.cli.progress import make_observer
+        from hyperlane.errors import ThresholdFailed
         from hyperlane.report.terminal import render_audit
         from hyperlane.settings import load_settings
 
@@ -168,7 +169,17 @@ def audit_command(**kwargs: Any) -> None:
             _print_json(outcome.document)
         else:
             render_audit(outcome.document, _stdout_console())
+            for outcome_of_threshold in outcome.document["thresholds"]:
+                typer.echo(outcome_of_threshold["message"])
             typer.echo(f"Report: {outcome.out_dir / 'report.json'}")
+        failed = [
+            item["message"]
+            for item in outcome.document["thresholds"]
+            if not item["passed"]
+        ]
+        if failed:
+            # The report is complete and kept; only the exit code marks the failure.
+            raise ThresholdFailed(" ".join(failed))
         return int(ExitCode.SUCCESS)
 
     _run(action, common["verbose"])

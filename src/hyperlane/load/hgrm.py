@@ -49,7 +49,7 @@ def format_hgrm(
 ) -> str:
     """Return the percentile distribution text of an encoded histogram.
 
-    The histogram holds microseconds. ``unit_ms`` prints milliseconds, otherwise
+    The histogram contains microseconds. ``unit_ms`` prints milliseconds, otherwise
     microseconds. Raises UsageError for an invalid encoding or tick count.
     """
     if (

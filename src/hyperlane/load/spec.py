@@ -120,7 +120,7 @@ class PreparedRequest:
     weight: float
     """Relative share of the requests."""
     is_head: bool
-    """True for HEAD, whose response has no body whatever its headers say."""
+    """True for HEAD, whose response has no body whatever its headers state."""
     retry_allowed: bool
     """True for idempotent methods, which may be sent again on a new connection."""
 
@@ -346,7 +346,8 @@ def _serialise(
     if "connection" not in overridden:
         lines.append("Connection: keep-alive")
     framed = "content-length" in overridden or "transfer-encoding" in overridden
-    # RFC 9110 asks for Content-Length on a POST, PUT or PATCH without a body too.
+    # RFC 9110 (section 8.6) has a client send Content-Length for a method that defines
+    # content, such as POST, PUT or PATCH, even when the body is empty.
     if not framed and (body or method.upper() in _BODY_METHODS):
         lines.append(f"Content-Length: {len(body)}")
     lines.extend(f"{name}: {value}" for name, value in headers)

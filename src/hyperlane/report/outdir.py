@@ -12,10 +12,12 @@ from hyperlane.errors import UsageError
 
 # The file whose presence marks a directory as a Hyperlane report.
 REPORT_FILE_NAME = "report.json"
+# The latency percentile distribution of the audit's load, in HdrHistogram's format.
+HGRM_FILE_NAME = "latency.hgrm"
 
 # Everything a report directory may contain. A directory with anything else in it was
 # not written by Hyperlane alone, so it is never replaced.
-REPORT_ENTRIES = frozenset({REPORT_FILE_NAME, "deploy", "logs"})
+REPORT_ENTRIES = frozenset({REPORT_FILE_NAME, HGRM_FILE_NAME, "deploy", "logs"})
 
 
 def _is_hyperlane_report(directory: Path) -> bool:
