@@ -497,7 +497,7 @@ def _analyze_plan(
     streams = []
     for index, (path, digest, size) in enumerate(plan.layers):
         with store.open(path) as reader:
-            stream = read_layer(reader, stack, path, store.label)
+            stream = read_layer(reader, stack, path, store.label, keep_entries=True)
         _check_layer(store, path, stream.blob_digest, digest, "blob digest")
         _check_layer(store, path, stream.diff_id, diff_ids[index], "diff_id")
         if size is not None and size != stream.blob_bytes:
@@ -509,6 +509,10 @@ def _analyze_plan(
 
     files_total, visible_ids = stack.visible_inodes()
     layers = _layer_figures(streams, visible_ids, history)
+    # NOTE: the analyses that compare layers read these two lists.
+    layer_entries = [stream.entries for stream in streams]
+    visible_files = stack.visible_files()
+    del layer_entries, visible_files
 
     regular_total = sum(layer.regular_file_bytes for layer in layers)
     hidden_total = sum(layer.hidden_bytes for layer in layers)

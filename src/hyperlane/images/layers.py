@@ -13,7 +13,13 @@ from typing import Protocol
 import zstandard
 
 from hyperlane.errors import ImageInvalid
-from hyperlane.images.stacking import FileSystemStack, LayerCounts, PathEscapesRoot
+from hyperlane.images.entries import LayerEntry, content_sha256, make_entry
+from hyperlane.images.stacking import (
+    FileSystemStack,
+    LayerCounts,
+    PathEscapesRoot,
+    normalize_member_path,
+)
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -55,6 +61,8 @@ class LayerStream:
     diff_id: str
     tar_bytes: int
     counts: LayerCounts
+    # One record per tar member, in archive order; empty unless records were kept.
+    entries: list[LayerEntry]
 
 
 def _drain(reader: Readable) -> None:
@@ -74,14 +82,23 @@ def _decompressed(blob: io.BufferedReader[_HashingReader]) -> Readable:
 
 
 def read_layer(
-    source: Readable, stack: FileSystemStack, blob_name: str, archive: str
+    source: Readable,
+    stack: FileSystemStack,
+    blob_name: str,
+    archive: str,
+    keep_entries: bool = False,
 ) -> LayerStream:
     """Apply the layer tar read from SOURCE to STACK as its next layer.
+
+    With KEEP_ENTRIES, every member also gets a LayerEntry, and the content of each
+    regular file that is not sparse is hashed as it streams past.
 
     Raises ImageInvalid naming ARCHIVE and BLOB_NAME when the blob is not a readable
     (gzip, zstd or plain) tar, a member escapes the root or a hard link dangles.
     """
     counts = stack.begin_layer()
+    layer_index = len(stack.layers) - 1
+    entries: list[LayerEntry] = []
     blob_hasher = _HashingReader(source)
     blob = io.BufferedReader(blob_hasher, _CHUNK_BYTES)
     try:
@@ -95,7 +112,17 @@ def read_layer(
             errors="surrogateescape",
         ) as layer_tar:
             for member in layer_tar:
-                stack.apply(member)
+                if not keep_entries:
+                    stack.apply(member)
+                    continue
+                path = normalize_member_path(member.name)
+                digest = None
+                if member.isreg() and not member.issparse():
+                    digest = content_sha256(layer_tar.extractfile(member))
+                entry = make_entry(layer_index, path, member, digest)
+                stack.apply(member, entry)
+                if path:
+                    entries.append(entry)
         # Zero blocks after the end-of-archive marker belong to the diff_id too.
         _drain(tar_stream)
         _drain(blob)
@@ -126,4 +153,5 @@ def read_layer(
         diff_id="sha256:" + tar_hasher.digest.hexdigest(),
         tar_bytes=tar_hasher.bytes_read,
         counts=counts,
+        entries=entries,
     )

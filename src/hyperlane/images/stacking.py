@@ -10,6 +10,10 @@ from __future__ import annotations
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hyperlane.images.entries import LayerEntry
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -27,6 +31,8 @@ class _Inode:
     # Regular-file size, or the target length for a symlink, 0 for other kinds.
     content_bytes: int
     regular: bool
+    # The record of the member that created the content, when records are kept.
+    entry: LayerEntry | None = None
 
 
 @dataclass(eq=False)
@@ -37,6 +43,8 @@ class _Node:
     layer_index: int
     inode: _Inode | None = None
     children: dict[str, _Node] | None = None
+    # The record of the member that put this entry here, when records are kept.
+    entry: LayerEntry | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -100,8 +108,8 @@ class FileSystemStack:
     def _current(self) -> int:
         return len(self._layers) - 1
 
-    def apply(self, member: tarfile.TarInfo) -> None:
-        """Apply one tar member of the current layer.
+    def apply(self, member: tarfile.TarInfo, entry: LayerEntry | None = None) -> None:
+        """Apply one tar member of the current layer, ENTRY being its record.
 
         Raises PathEscapesRoot for a member or hard link path outside the root and
         LookupError for a hard link whose target does not exist.
@@ -124,8 +132,8 @@ class FileSystemStack:
         if member.isdir():
             self._put_directory(parent, base)
             return
-        inode = self._inode_for(member)
-        self._put_file(parent, base, inode)
+        inode = self._inode_for(member, entry)
+        self._put_file(parent, base, inode, entry)
 
     def _directory(self, path: str) -> _Node:
         """Return the directory node at PATH, creating missing ones in this layer."""
@@ -151,7 +159,9 @@ class FileSystemStack:
         parent.children[name] = node
         return node
 
-    def _put_file(self, parent: _Node, name: str, inode: _Inode) -> None:
+    def _put_file(
+        self, parent: _Node, name: str, inode: _Inode, entry: LayerEntry | None
+    ) -> None:
         assert parent.children is not None
         counts = self._layers[-1]
         existing = parent.children.get(name)
@@ -161,9 +171,11 @@ class FileSystemStack:
             counts.files_modified += 1
             if existing.is_dir:
                 counts.files_removed += self._remove_lower(existing)
-        parent.children[name] = _Node(layer_index=self._current, inode=inode)
+        parent.children[name] = _Node(
+            layer_index=self._current, inode=inode, entry=entry
+        )
 
-    def _inode_for(self, member: tarfile.TarInfo) -> _Inode:
+    def _inode_for(self, member: tarfile.TarInfo, entry: LayerEntry | None) -> _Inode:
         counts = self._layers[-1]
         if member.islnk():
             target_path = normalize_member_path(member.linkname)
@@ -172,13 +184,13 @@ class FileSystemStack:
                 raise LookupError(member.linkname)
             return target.inode
         if member.isreg():
-            inode = _Inode(self._current, member.size, regular=True)
+            inode = _Inode(self._current, member.size, regular=True, entry=entry)
             counts.regular_file_bytes += member.size
         elif member.issym():
             length = len(member.linkname.encode("utf-8", "surrogateescape"))
-            inode = _Inode(self._current, length, regular=False)
+            inode = _Inode(self._current, length, regular=False, entry=entry)
         else:
-            inode = _Inode(self._current, 0, regular=False)
+            inode = _Inode(self._current, 0, regular=False, entry=entry)
         counts.content_bytes += inode.content_bytes
         counts.inodes.append(inode)
         return inode
@@ -234,3 +246,36 @@ class FileSystemStack:
             assert node.inode is not None
             inode_ids.add(id(node.inode))
         return files, inode_ids
+
+    def visible_files(self) -> list[VisibleFile]:
+        """Return the non-directory entries of the final file system, sorted by path.
+
+        Only entries applied with a record are listed.
+        """
+        files: list[VisibleFile] = []
+        pending: list[tuple[str, _Node]] = [("", self._root)]
+        while pending:
+            path, node = pending.pop()
+            if node.children is not None:
+                prefix = f"{path}/" if path else ""
+                pending.extend(
+                    (prefix + name, child) for name, child in node.children.items()
+                )
+                continue
+            assert node.inode is not None
+            if node.entry is None or node.inode.entry is None:
+                continue
+            files.append(VisibleFile(path, node.entry, node.inode.entry))
+        files.sort(key=lambda visible: visible.path)
+        return files
+
+
+@dataclass(frozen=True)
+class VisibleFile:
+    """A non-directory path of the final file system and the records behind it."""
+
+    path: str
+    # The member that put the path there: for a hard link, the link itself.
+    entry: LayerEntry
+    # The member that created the content: the link's target for a hard link.
+    content: LayerEntry

@@ -1,0 +1,111 @@
+"""One record per tar member of a layer, kept for the analyses that need every file.
+
+The stacking pass counts as it goes; the analyses that compare layers (dive's
+efficiency, duplicate contents, junk, metadata-only changes, largest files) read
+these records afterwards, so that each layer blob is still read only once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import IO
+
+from hyperlane.images.stacking import OPAQUE_MARKER, WHITEOUT_PREFIX
+
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+class EntryKind(StrEnum):
+    """What a tar member does to the stacked file system."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    # A character or block device, a FIFO or another special file.
+    SPECIAL = "special"
+    # ".wh.NAME": hides NAME of the lower layers; path is NAME's path.
+    WHITEOUT = "whiteout"
+    # ".wh..wh..opq": hides the lower entries of a directory; path is the directory.
+    OPAQUE = "opaque"
+
+
+@dataclass(frozen=True, slots=True)
+class LayerEntry:
+    """One tar member of a layer, with the path it acts on."""
+
+    layer_index: int
+    # Normalised path relative to the root, without "./" or a leading "/".
+    path: str
+    kind: EntryKind
+    # Size from the tar header: the apparent size for a sparse file, 0 for
+    # anything but a regular file.
+    size_bytes: int
+    mode: int
+    uid: int
+    gid: int
+    # Target of a symlink or hard link, as the header stores it, else None.
+    link_target: str | None
+    # SHA-256 of a regular file's content; None for other kinds and sparse files,
+    # whose content is never read into memory.
+    content_sha256: bytes | None
+    sparse: bool
+
+
+def entry_kind(member: tarfile.TarInfo, base: str) -> EntryKind:
+    """Return the kind of MEMBER, whose last path component is BASE."""
+    if base == OPAQUE_MARKER:
+        return EntryKind.OPAQUE
+    if base.startswith(WHITEOUT_PREFIX) and not base.startswith(WHITEOUT_PREFIX * 2):
+        return EntryKind.WHITEOUT
+    if member.isdir():
+        return EntryKind.DIRECTORY
+    if member.islnk():
+        return EntryKind.HARDLINK
+    if member.issym():
+        return EntryKind.SYMLINK
+    if member.isreg():
+        return EntryKind.FILE
+    return EntryKind.SPECIAL
+
+
+def content_sha256(reader: IO[bytes] | None) -> bytes:
+    """Return the SHA-256 of everything READER yields, read in chunks."""
+    digest = hashlib.sha256()
+    if reader is None:
+        return digest.digest()
+    while chunk := reader.read(_HASH_CHUNK_BYTES):
+        digest.update(chunk)
+    return digest.digest()
+
+
+def make_entry(
+    layer_index: int,
+    path: str,
+    member: tarfile.TarInfo,
+    digest: bytes | None,
+) -> LayerEntry:
+    """Return the record of MEMBER, which acts on PATH, in layer LAYER_INDEX."""
+    parent, _, base = path.rpartition("/")
+    kind = entry_kind(member, base)
+    if kind is EntryKind.WHITEOUT:
+        target = base[len(WHITEOUT_PREFIX) :]
+        path = f"{parent}/{target}" if parent else target
+    elif kind is EntryKind.OPAQUE:
+        path = parent
+    link = member.linkname if kind in (EntryKind.SYMLINK, EntryKind.HARDLINK) else None
+    return LayerEntry(
+        layer_index=layer_index,
+        path=path,
+        kind=kind,
+        size_bytes=member.size if kind is EntryKind.FILE else 0,
+        mode=member.mode,
+        uid=member.uid,
+        gid=member.gid,
+        link_target=link,
+        content_sha256=digest,
+        sparse=member.issparse(),
+    )
