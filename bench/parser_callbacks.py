@@ -123,7 +123,7 @@ def time_hyperlane_connection(responses: int) -> float | None:
             url="http://127.0.0.1:8080/small.html", duration_seconds=60
         )
         state = runner._RunState(spec, spec_module.build_target(spec))
-        connection = runner._Connection(state, loop)
+        connection = runner._connection_class(state)(state, loop)
         connection.connection_made(NullTransport())
         # The closed model's first reservation, whatever type the runner uses.
         connection.send(state.acquire())

@@ -23,8 +23,8 @@ from docker.models.images import Image
 from hyperlane.engines import Engine, connect
 from hyperlane.errors import ServiceNotReady, UsageError
 from hyperlane.images import ImageAnalysis, analyze_archive, parse_source
-from hyperlane.load import LoadProgress, LoadResult, spec_from_settings
-from hyperlane.load.config import worker_count
+from hyperlane.load import LoadProgress, LoadResult
+from hyperlane.load.config import spec_from_settings, worker_count
 from hyperlane.load.hgrm import write_hgrm
 from hyperlane.load.scenario import evaluate_thresholds, load_scenario
 from hyperlane.load.workers import run_load_workers

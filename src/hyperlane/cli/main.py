@@ -220,8 +220,7 @@ def load_command(**kwargs: Any) -> None:
     def action() -> int:
         from hyperlane.cli.progress import make_observer
         from hyperlane.errors import ServiceNotReady, ThresholdFailed
-        from hyperlane.load import spec_from_settings
-        from hyperlane.load.config import worker_count
+        from hyperlane.load.config import spec_from_settings, worker_count
         from hyperlane.load.hgrm import write_hgrm
         from hyperlane.load.scenario import evaluate_thresholds, load_scenario
         from hyperlane.load.workers import run_load_workers

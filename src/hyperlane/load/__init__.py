@@ -1,6 +1,9 @@
-"""Closed- and open-model HTTP/1.1 load generation with HDR latency histograms."""
+"""Closed- and open-model HTTP/1.1 load generation with HDR latency histograms.
 
-from hyperlane.load.config import spec_from_settings
+``spec_from_settings`` lives in ``hyperlane.load.config``, outside this package's
+namespace, so that a load run does not import pydantic-settings.
+"""
+
 from hyperlane.load.latency import LatencySummary
 from hyperlane.load.result import (
     ERROR_KINDS,
@@ -23,5 +26,4 @@ __all__ = [
     "Stage",
     "TimelineSecond",
     "run_load",
-    "spec_from_settings",
 ]

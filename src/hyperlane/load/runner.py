@@ -484,6 +484,92 @@ class _Connection(asyncio.Protocol):
         self.schedule(slot, state.think_time_seconds)
 
 
+class _SteadyConnection(_Connection):
+    """Connection of a closed-model run with one endpoint, no think time and no
+    request budget, where each response sends the next request at once.
+
+    It folds the general path's acquire, schedule and send into the response
+    callback, which saves about a third of the Python time per response in
+    bench/parser_callbacks.py. During the warm-up, and for any response that is
+    not a plain success, it falls back to the general path.
+    """
+
+    def __init__(self, state: _RunState, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(state, loop)
+        slot = state.measured_slots[0]
+        self.steady_slot = slot
+        self.steady_stats = slot.sinks[0]
+        self.request_bytes = slot.endpoint.request_bytes
+        self.request_length = len(self.request_bytes)
+
+    def data_received(self, data: bytes) -> None:
+        if self.sinks is not self.steady_slot.sinks or not self.in_flight:
+            super().data_received(data)
+            return
+        # The general data_received, inlined for one figure set: a shared helper
+        # would cost one more Python call per response.
+        self.steady_stats.bytes_received += len(data)
+        if not self.headers_done:
+            self.head_data = self.head_data + data if self.response_started else data
+        self.response_started = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as error:
+            self.fail("other", error)
+        except httptools.HttpParserError as error:
+            self.fail("parse", error)
+
+    def on_message_complete(self) -> None:
+        state = self.state
+        transport = self.transport
+        now = _clock_ns()
+        latency_ns = now - self.sent_ns
+        status = self.status
+        if (
+            status < 200
+            or not self.in_flight
+            or self.slot is not self.steady_slot
+            or state.stopped
+            or state.warming_up
+            or latency_ns > state.timeout_ns
+            or not self.keep_alive
+            or transport is None
+            or transport.is_closing()
+        ):
+            super().on_message_complete()
+            return
+
+        stats = self.steady_stats
+        stats.completed += 1
+        stats.status_counts[min(status // 100, 9)] += 1
+        stats.recorder.pending.append(latency_ns)
+        self.responses += 1
+        state.keep_alive = True
+
+        # The next request goes out now. Its send time is the clock reading that
+        # ended the previous response, which is at most the few hundred
+        # nanoseconds of this callback earlier than the write.
+        self.sent_ns = now
+        self.intended_ns = now
+        self.response_started = False
+        self.headers_done = False
+        stats.sent += 1
+        state.bytes_sent += self.request_length
+        transport.write(self.request_bytes)
+
+
+def _connection_class(state: _RunState) -> type[_Connection]:
+    """Return the protocol class for the connections of STATE's run."""
+    steady = (
+        state.schedule is None
+        and state.remaining is None
+        and state.think_time_seconds <= 0
+        and len(state.endpoints) == 1
+        and not state.endpoints[0].is_head
+    )
+    return _SteadyConnection if steady else _Connection
+
+
 def _has_length_header(head: bytes) -> bool:
     """Return whether the final response head in ``head`` has a Content-Length or
     Transfer-Encoding header.
@@ -530,6 +616,7 @@ async def _connect_and_serve(
     context = _ssl_context(target)
     server_hostname = target.host if context is not None else None
     retry_slot: _Slot | None = None
+    protocol = _connection_class(state)
     while not state.stopped:
         slot = retry_slot if retry_slot is not None else state.acquire()
         retry_slot = None
@@ -538,7 +625,7 @@ async def _connect_and_serve(
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Connection(state, loop),
+                    lambda: protocol(state, loop),
                     target.host,
                     target.port,
                     ssl=context,

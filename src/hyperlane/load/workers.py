@@ -8,9 +8,11 @@ their LoadResult as a dict, which the parent merges exactly.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
+import os
 import signal
 import time
 import traceback
@@ -39,6 +41,8 @@ START_DELAY_SECONDS = 0.05
 FINISH_GRACE_SECONDS = 30.0
 # Time for a worker to exit after SIGTERM before it is killed.
 TERMINATE_TIMEOUT_SECONDS = 2.0
+# From <linux/prctl.h>.
+_PR_SET_PDEATHSIG = 1
 
 
 class LoadWorkerFailed(HyperlaneError):
@@ -156,6 +160,25 @@ def _share_result(result: LoadResult, share: LoadSpec) -> LoadResult:
     )
 
 
+def _stop_with_parent(parent_pid: int) -> None:
+    """Have the kernel send SIGTERM to this process when its parent dies.
+
+    Without it, a worker whose parent was killed by SIGKILL keeps loading the
+    target until its own duration ends. Linux only: elsewhere this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return
+    if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        logger.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        return
+    if os.getppid() != parent_pid:
+        # The parent died before prctl took effect, so no signal will come.
+        os._exit(1)
+
+
 def _worker_main(
     index: int,
     spec: LoadSpec,
@@ -163,11 +186,13 @@ def _worker_main(
     run: RunLoad,
     send_progress: bool,
     progress_interval_seconds: float,
+    parent_pid: int,
 ) -> None:
     """Run one share of the load in a worker process and send back its result."""
     # The terminal sends Ctrl-C to the whole process group, and the parent stops
     # the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _stop_with_parent(parent_pid)
     try:
         connection.send(("ready", None))
         if not connection.poll(STARTUP_TIMEOUT_SECONDS + START_DELAY_SECONDS):
@@ -255,11 +280,11 @@ class _WorkerPool:
                     self.run_function,
                     self.progress is not None,
                     self.progress_interval_seconds,
+                    os.getpid(),
                 ),
                 name=f"hyperlane-load-worker-{index}",
-                # NOTE: daemon workers are stopped when this process exits normally
-                # or by Ctrl-C, but a SIGKILL of this process leaves each worker
-                # running until its own duration ends.
+                # Daemon workers stop when this process exits normally or by
+                # Ctrl-C, and PR_SET_PDEATHSIG stops them after a SIGKILL of it.
                 daemon=True,
             )
             process.start()

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from hyperlane.errors import ThresholdFailed, UsageError
-from hyperlane.load import LoadSpec, run_load, spec_from_settings
+from hyperlane.load import LoadSpec, run_load
+from hyperlane.load.config import spec_from_settings
 from hyperlane.load.scenario import (
     check_thresholds,
     evaluate_thresholds,

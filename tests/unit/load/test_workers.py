@@ -205,6 +205,17 @@ def test_interrupt_stops_workers() -> None:
     assert multiprocessing.active_children() == []
 
 
+def _start_script(script: Path, url: str) -> subprocess.Popen[str]:
+    """Start SCRIPT with this checkout's source on its path and URL as argument."""
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src")}
+    return subprocess.Popen(
+        [sys.executable, str(script), url],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+
+
 def test_sigint_leaves_no_process(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(
@@ -232,14 +243,8 @@ def test_sigint_leaves_no_process(tmp_path: Path) -> None:
         ),
         encoding="utf-8",
     )
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY / "src")}
     with servers.serving(servers.keep_alive) as server:
-        child = subprocess.Popen(
-            [sys.executable, str(script), server.url],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=environment,
-        )
+        child = _start_script(script, server.url)
         try:
             assert child.stdout is not None
             worker_pids = [int(pid) for pid in child.stdout.readline().split()]
@@ -253,6 +258,76 @@ def test_sigint_leaves_no_process(tmp_path: Path) -> None:
     assert "interrupted" in output
     for pid in worker_pids:
         assert not Path(f"/proc/{pid}").exists(), pid
+
+
+def _running(pid: int) -> bool:
+    """Return whether PID exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except FileNotFoundError:
+        return False
+    # The state follows the command name, which is in parentheses.
+    return stat.rpartition(")")[2].split()[0] not in {"Z", "X"}
+
+
+def test_parent_sigkill_stops_workers(tmp_path: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing
+            import sys
+            import threading
+            import time
+
+            from hyperlane.load import LoadSpec
+            from hyperlane.load.workers import run_load_workers
+
+
+            def print_workers():
+                # Without progress reports, no write to a broken pipe stops the
+                # workers when this process dies.
+                for _ in range(200):
+                    children = multiprocessing.active_children()
+                    if len(children) == 2:
+                        time.sleep(0.5)
+                        print(" ".join(str(child.pid) for child in children))
+                        sys.stdout.flush()
+                        return
+                    time.sleep(0.05)
+
+
+            if __name__ == "__main__":
+                threading.Thread(target=print_workers, daemon=True).start()
+                spec = LoadSpec(url=sys.argv[1], connections=2, duration_seconds=20)
+                run_load_workers(spec, 2)
+            """
+        ),
+        encoding="utf-8",
+    )
+    with servers.serving(servers.keep_alive) as server:
+        child = _start_script(script, server.url)
+        worker_pids: list[int] = []
+        try:
+            assert child.stdout is not None
+            worker_pids = [int(pid) for pid in child.stdout.readline().split()]
+            child.kill()
+            child.wait(timeout=5)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and any(map(_running, worker_pids)):
+                time.sleep(0.05)
+            survivors = [pid for pid in worker_pids if _running(pid)]
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=5)
+            if child.stdout is not None:
+                child.stdout.close()
+            for pid in worker_pids:
+                if _running(pid):
+                    os.kill(pid, signal.SIGKILL)
+    assert len(worker_pids) == 2
+    assert survivors == []
 
 
 def test_worker_startup_overlap() -> None:
