@@ -25,16 +25,45 @@ from pydantic_settings import (
 )
 
 from hyperlane.errors import UsageError
-from hyperlane.units import parse_cpu_cores, parse_duration_seconds, parse_memory_bytes
+from hyperlane.units import (
+    parse_bandwidth_bits_per_second,
+    parse_cpu_cores,
+    parse_duration_seconds,
+    parse_memory_bytes,
+)
 
 CONFIG_FILE_NAME = "hyperlane.toml"
 KNOWN_SECTIONS = frozenset({"audit", "load", "image"})
 ENV_PREFIX = "HYPERLANE_"
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 _REQUEST_PATH = re.compile(r"^/[\x21\x22\x24-\x7e]*$")
 
 Seconds = Annotated[float, BeforeValidator(parse_duration_seconds)]
 Cores = Annotated[float, BeforeValidator(parse_cpu_cores)]
 Bytes = Annotated[int, BeforeValidator(parse_memory_bytes)]
+BitsPerSecond = Annotated[float, BeforeValidator(parse_bandwidth_bits_per_second)]
+_OFF_WORDS = frozenset({"off", "none", "no", "false"})
+
+
+def _off_to_none(value: object) -> object:
+    """Map "off" and its synonyms to None, so a flag can turn a default gate off."""
+    if isinstance(value, str) and value.strip().lower() in _OFF_WORDS:
+        return None
+    return value
+
+
+def _optional_memory_bytes(value: object) -> int | None:
+    value = _off_to_none(value)
+    return None if value is None else parse_memory_bytes(value)
+
+
+OptionalBytes = Annotated[int | None, BeforeValidator(_optional_memory_bytes)]
+OptionalPercent = Annotated[
+    float | None, Field(ge=0, le=100), BeforeValidator(_off_to_none)
+]
+OptionalRatio = Annotated[
+    float | None, Field(ge=0, le=1), BeforeValidator(_off_to_none)
+]
 
 EngineName = Literal["auto", "docker", "podman"]
 MetricsSource = Literal["auto", "cgroup", "api"]
@@ -226,9 +255,83 @@ class AuditSettings(LoadSettings):
 
 
 class ImageSettings(CommandSettings):
-    """Settings of ``hyperlane image``."""
+    """Settings of ``hyperlane image``, its CI gates included."""
 
     section: ClassVar[str] = "image"
+
+    platform: str | None = Field(
+        None,
+        description="Image of a multi-platform index to analyse: OS/ARCHITECTURE or "
+        "OS/ARCHITECTURE/VARIANT, e.g. linux/arm64 (default: linux/amd64, else the "
+        "first).",
+    )
+    pull_bandwidth: BitsPerSecond = Field(
+        100e6,
+        description="Network rate for the pull-time estimate, e.g. 100Mbit/s or "
+        "12.5MB/s.",
+    )
+    ci: bool = Field(
+        False,
+        description="Check the gates below and exit with code 3 when one fails.",
+    )
+    max_hidden_bytes: OptionalBytes = Field(
+        50 * 2**20,
+        description="CI gate: most hidden bytes (shipped in layers, not visible in "
+        "the final file system), e.g. 50Mi; off to disable.",
+    )
+    max_hidden_percent: OptionalPercent = Field(
+        10.0,
+        description="CI gate: most hidden bytes as a percent of all layer file "
+        "bytes; off to disable.",
+    )
+    hidden_percent_floor: Bytes = Field(
+        2**20,
+        ge=0,
+        description="Hidden bytes below which max-hidden-percent passes, so that "
+        "tiny images do not fail on a few bytes.",
+    )
+    min_dive_efficiency: OptionalRatio = Field(
+        None,
+        description="CI gate: lowest dive-compatible efficiency, 0 to 1 (dive's "
+        "lowestEfficiency); off by default.",
+    )
+    dive_efficiency_floor: Bytes = Field(
+        2**20,
+        ge=0,
+        description="Dive-compatible wasted bytes below which min-dive-efficiency "
+        "passes.",
+    )
+    max_dive_wasted_bytes: OptionalBytes = Field(
+        None,
+        description="CI gate: most dive-compatible wasted bytes (dive's "
+        "highestWastedBytes); off by default.",
+    )
+    max_dive_wasted_percent: OptionalPercent = Field(
+        None,
+        description="CI gate: most dive-compatible user wasted percent, 0 to 100 "
+        "(dive's highestUserWastedPercent times 100); off by default.",
+    )
+    dive_wasted_percent_floor: Bytes = Field(
+        2**20,
+        ge=0,
+        description="Dive-compatible wasted bytes below which max-dive-wasted-percent "
+        "passes.",
+    )
+    max_image_size: OptionalBytes = Field(
+        None,
+        description="CI gate: largest total layer content size, e.g. 200Mi; off by "
+        "default.",
+    )
+
+    @field_validator("platform")
+    @classmethod
+    def _check_platform(cls, value: str | None) -> str | None:
+        if value is not None and not _PLATFORM.match(value):
+            raise ValueError(
+                "a platform is OS/ARCHITECTURE or OS/ARCHITECTURE/VARIANT in "
+                "lowercase, e.g. linux/arm64 or linux/arm/v7"
+            )
+        return value
 
 
 SettingsT = TypeVar("SettingsT", bound=CommandSettings)
@@ -288,10 +391,12 @@ def unit_of(field: FieldInfo) -> str | None:
         function = getattr(item, "func", None)
         if function is parse_duration_seconds:
             return "seconds"
-        if function is parse_memory_bytes:
+        if function in (parse_memory_bytes, _optional_memory_bytes):
             return "bytes"
         if function is parse_cpu_cores:
             return "cores"
+        if function is parse_bandwidth_bits_per_second:
+            return "bits/s"
     return None
 
 

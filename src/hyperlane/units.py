@@ -123,3 +123,61 @@ def format_seconds(value: float | None) -> str:
     if value < 1:
         return f"{value * 1e3:.2f} ms"
     return f"{value:.2f} s"
+
+
+# Network rates are decimal (1 Mbit/s = 10^6 bit/s), as link speeds are quoted.
+# Byte rates are also accepted, because registries and CDNs quote those.
+_BANDWIDTH_UNITS_BITS = {
+    "bit": 1,
+    "kbit": 1e3,
+    "mbit": 1e6,
+    "gbit": 1e9,
+    "bps": 1,
+    "kbps": 1e3,
+    "mbps": 1e6,
+    "gbps": 1e9,
+    "b": 8,
+    "kb": 8e3,
+    "mb": 8e6,
+    "gb": 8e9,
+    "kib": 8 * 1024,
+    "mib": 8 * 1024**2,
+    "gib": 8 * 1024**3,
+}
+_BANDWIDTH_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)(/s)?\s*$")
+
+
+def parse_bandwidth_bits_per_second(value: object) -> float:
+    """Parse a network rate: ``100Mbit``, ``1Gbit/s``, ``100Mbps``, ``12.5MB/s``.
+
+    A plain number is bits per second. Units ending in "bit" or "bps" are bits and
+    units ending in "B" are bytes, so ``MB/s`` is 8 times ``Mbit/s``.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"invalid bandwidth {value!r}; use e.g. 100Mbit/s")
+    if isinstance(value, int | float):
+        bits = float(value)
+    else:
+        match = _BANDWIDTH_PATTERN.match(str(value))
+        if match is None:
+            raise ValueError(
+                f"invalid bandwidth {value!r}; use a rate such as 100Mbit/s, 1Gbit/s "
+                "or 12.5MB/s"
+            )
+        number, unit, _ = match.groups()
+        # "Mb" is ambiguous in the wild; only a capital B means bytes here.
+        if unit.endswith("b") and not unit.lower().endswith(("bit", "bps")):
+            raise ValueError(
+                f"ambiguous bandwidth unit {unit!r} in {value!r}; write Mbit/s for "
+                "bits or MB/s for bytes"
+            )
+        factor = _BANDWIDTH_UNITS_BITS.get(unit.lower(), 1.0 if not unit else None)
+        if factor is None:
+            raise ValueError(
+                f"invalid bandwidth unit {unit!r} in {value!r}; use bit, kbit, Mbit, "
+                "Gbit (or bps forms), B, kB, MB, GB, KiB, MiB or GiB"
+            )
+        bits = float(number) * factor
+    if not math.isfinite(bits) or bits <= 0:
+        raise ValueError(f"invalid bandwidth {value!r}; it must be finite and above 0")
+    return bits

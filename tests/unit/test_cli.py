@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hyperlane import __version__
 from hyperlane.exitcodes import ExitCode
 
@@ -41,6 +43,13 @@ def test_help_skips_heavy_imports() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False
     )
     assert result.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+@pytest.mark.parametrize("command", ["audit", "image", "load", "merge", "report"])
+def test_command_help_renders(command: str) -> None:
+    result = _run(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: hyperlane " + command in result.stdout
 
 
 def test_version() -> None:

@@ -2,6 +2,7 @@ import pytest
 
 from hyperlane.units import (
     format_bytes,
+    parse_bandwidth_bits_per_second,
     parse_cpu_cores,
     parse_duration_seconds,
     parse_memory_bytes,
@@ -64,3 +65,27 @@ def test_format_bytes_units() -> None:
     assert format_bytes(1536) == "1.5 KiB"
     assert format_bytes(100 * 2**20) == "100.0 MiB"
     assert format_bytes(None) == "n/a"
+
+
+@pytest.mark.parametrize(
+    ("text", "bits"),
+    [
+        ("100Mbit", 100e6),
+        ("100Mbit/s", 100e6),
+        ("1Gbit/s", 1e9),
+        ("100Mbps", 100e6),
+        ("12.5MB/s", 100e6),
+        ("1MiB/s", 8 * 2**20),
+        ("5 kbit/s", 5e3),
+        ("1000", 1000.0),
+        (2e6, 2e6),
+    ],
+)
+def test_bandwidth_parses(text: object, bits: float) -> None:
+    assert parse_bandwidth_bits_per_second(text) == bits
+
+
+@pytest.mark.parametrize("text", ["10Mb", "fast", "0", "10Xbit/s", "-1Mbit", True])
+def test_bandwidth_rejects(text: object) -> None:
+    with pytest.raises(ValueError, match="bandwidth"):
+        parse_bandwidth_bits_per_second(text)

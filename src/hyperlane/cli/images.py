@@ -17,7 +17,9 @@ def analyze_source(source_text: str, settings: ImageSettings) -> dict[str, Any]:
     source = parse_source(source_text)
     document = document_header("image")
     if source.kind != "engine":
-        analysis = analyze_archive(Path(source.value), kind=source.kind)
+        analysis = analyze_archive(
+            Path(source.value), kind=source.kind, platform=settings.platform
+        )
         document["source"] = {"kind": source.kind, "value": source.value}
         document["image"] = analysis.to_dict()
         return document

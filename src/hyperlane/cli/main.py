@@ -202,10 +202,25 @@ def image_command(**kwargs: Any) -> None:
 
         settings = load_settings(ImageSettings, flags, _config_path(common))
         document = analyze_source(source_text, settings)
+        failed: list[str] = []
+        if settings.ci:
+            from hyperlane.images.gates import evaluate_image_gates
+
+            gates = evaluate_image_gates(document["image"], settings)
+            failed = [gate.message for gate in gates if not gate.passed]
+            document["ci"] = {
+                "passed": not failed,
+                "gates": [gate.to_dict() for gate in gates],
+            }
         if common["json_output"]:
             _print_json(document)
         else:
             render_image(document, _stdout_console())
+        if failed:
+            from hyperlane.errors import ThresholdFailed
+
+            # The analysis is printed in full; only the exit code marks the failure.
+            raise ThresholdFailed("; ".join(failed))
         return int(ExitCode.SUCCESS)
 
     _run(action, common["verbose"])

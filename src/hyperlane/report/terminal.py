@@ -206,6 +206,19 @@ def render_audit(document: dict[str, Any], console: Console) -> None:
         console.print("Deploy files: " + ", ".join(files))
 
 
+def _print_gates(ci: dict[str, Any], console: Console) -> None:
+    gates = ci.get("gates") or []
+    if not gates:
+        console.print("CI gates: none turned on")
+        return
+    verdict = "passed" if ci.get("passed") else "FAILED"
+    console.print(f"CI gates ({len(gates)}): {verdict}")
+    for gate in gates:
+        console.print(
+            "  " + gate["message"], style=None if gate["passed"] else "bold red"
+        )
+
+
 def render_image(document: dict[str, Any], console: Console) -> None:
     """Print the summary of an image analysis document."""
     image = document["image"]
@@ -216,6 +229,8 @@ def render_image(document: dict[str, Any], console: Console) -> None:
         origin = f"{source.get('kind', 'archive')} {source.get('value', '')}".strip()
     console.print(_image_summary(image))
     console.print(_image_table(image, origin))
+    if "ci" in document:
+        _print_gates(document["ci"], console)
 
 
 def _print_warnings(load: dict[str, Any], console: Console) -> None:
