@@ -278,9 +278,9 @@ def test_open_silent_times_out() -> None:
                 timeout_seconds=0.2,
             )
         )
-    # connections x duration / timeout = 10, less the requests still waiting at the
-    # stop and the reconnect pauses.
-    assert 6 <= result.errors["timeout"] <= 10
+    # connections x duration / timeout = 10, less at most one round (one per
+    # connection) still waiting at the stop.
+    assert 8 <= result.errors["timeout"] <= 10
     assert result.errors_total == result.errors["timeout"]
     assert result.requests_total == 0
     assert result.latency.count == 0
