@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
@@ -17,9 +18,25 @@ from typing import IO, Any, Literal, Protocol
 import zstandard
 
 from hyperlane.errors import ImageInvalid, UsageError
-from hyperlane.images.config import parse_config
-from hyperlane.images.layers import LayerStream, read_layer
+from hyperlane.images.config import ConfigBlob, parse_config
+from hyperlane.images.duplicates import find_duplicates
+from hyperlane.images.efficiency import compute_dive_efficiency
+from hyperlane.images.junk import find_junk
+from hyperlane.images.largest import find_largest_files
+from hyperlane.images.layers import GZIP_MAGIC, ZSTD_MAGIC, LayerStream, read_layer
+from hyperlane.images.metadata import find_metadata_changes
 from hyperlane.images.model import ImageAnalysis, LayerAnalysis
+from hyperlane.images.platforms import (
+    DEFAULT_PLATFORM,
+    Platform,
+    parse_platform,
+    platform_of,
+)
+from hyperlane.images.pull import (
+    DEFAULT_PULL_BANDWIDTH_BITS_PER_SECOND,
+    check_bandwidth,
+    estimate_pull,
+)
 from hyperlane.images.stacking import (
     FileSystemStack,
     PathEscapesRoot,
@@ -29,7 +46,6 @@ from hyperlane.images.stacking import (
 logger = logging.getLogger(__name__)
 
 ARCHIVE_KINDS = ("docker-archive", "oci-archive", "oci")
-DEFAULT_PLATFORM = "linux/amd64"
 _INDEX_MEDIA_TYPES = {
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -76,7 +92,7 @@ class _TarStore:
         self.label = label
         self._archive = archive
         self._members: dict[str, tarfile.TarInfo] = {}
-        for member in archive.getmembers():
+        for member in _read_members(archive, label):
             if member.isdir():
                 continue
             try:
@@ -124,6 +140,18 @@ def _missing_member(label: str, path: str) -> ImageInvalid:
 
 
 @dataclass(frozen=True)
+class _LayerBlob:
+    """A layer blob as the manifest lists it."""
+
+    path: str
+    # "sha256:..." when the layout names the blob by digest, else None.
+    digest: str | None
+    # Size and media type from the OCI descriptor, None in a manifest.json.
+    size_bytes: int | None
+    media_type: str | None
+
+
+@dataclass(frozen=True)
 class _ImagePlan:
     """The blobs of one image as its manifest lists them."""
 
@@ -131,8 +159,11 @@ class _ImagePlan:
     config_path: str
     # "sha256:..." when the layout names blobs by digest, else None.
     config_digest: str | None
-    # Path, digest and size of each layer, bottom first. Digest and size may be None.
-    layers: list[tuple[str, str | None, int | None]]
+    # Bottom layer first.
+    layers: list[_LayerBlob]
+    # The requested platform when no index descriptor matched it, else None. The
+    # config's os and architecture must then match it.
+    unchecked_platform: Platform | None
 
 
 def detect_layout(path: Path) -> str:
@@ -150,7 +181,7 @@ def detect_layout(path: Path) -> str:
         )
     try:
         with _open_tar(path) as archive:
-            names = _member_names(archive)
+            names = _member_names(_read_members(archive, str(path)))
     except _READ_ERRORS as error:
         raise _not_a_tar(path, error) from error
     if "manifest.json" in names:
@@ -171,10 +202,45 @@ def _open_tar(path: Path) -> tarfile.TarFile:
         raise _not_a_tar(path, error) from error
 
 
-def _member_names(archive: tarfile.TarFile) -> set[str]:
-    """Return the normalised names of ARCHIVE's members, skipping unsafe ones."""
+def _read_members(archive: tarfile.TarFile, label: str) -> list[tarfile.TarInfo]:
+    """Return the members of ARCHIVE, raising ImageInvalid when it is cut short.
+
+    tarfile ends the member list without an error at a header that is cut off or
+    invalid, so the block after the last member must be the first zero block of the
+    end-of-archive marker, which docker save, podman save and tarfile write.
+    """
+    members: list[tarfile.TarInfo] = []
+    try:
+        while (member := archive.next()) is not None:
+            members.append(member)
+        archive.fileobj.seek(archive.offset)
+        block = archive.fileobj.read(tarfile.BLOCKSIZE)
+    except _READ_ERRORS as error:
+        if not members:
+            raise
+        # tarfile raises "unexpected end of data" when a member's data is cut off.
+        raise ImageInvalid(
+            f"{label!r} is truncated or corrupt: it ends inside member "
+            f"{members[-1].name!r} ({error}); export the image again"
+        ) from error
+    if block == tarfile.NUL * tarfile.BLOCKSIZE:
+        return members
+    after = f"after member {members[-1].name!r}" if members else "at its start"
+    if len(block) < tarfile.BLOCKSIZE:
+        raise ImageInvalid(
+            f"{label!r} is truncated: it ends {after} without the tar "
+            "end-of-archive marker; export the image again"
+        )
+    raise ImageInvalid(
+        f"{label!r} has an invalid tar header at byte {archive.offset}, {after}; "
+        "the archive is corrupt, export the image again"
+    )
+
+
+def _member_names(members: list[tarfile.TarInfo]) -> set[str]:
+    """Return the normalised names of MEMBERS, skipping unsafe ones."""
     names = set()
-    for name in archive.getnames():
+    for name in (member.name for member in members):
         try:
             names.add(normalize_member_path(name))
         except PathEscapesRoot:
@@ -248,10 +314,21 @@ def _digest_of_path(path: str) -> str | None:
     return f"{match['algorithm']}:{match['hex']}"
 
 
+def _read_bytes(store: _BlobStore, path: str) -> bytes:
+    """Return the content of the file at PATH, raising ImageInvalid naming it."""
+    try:
+        with store.open(path) as reader:
+            return reader.read()
+    except _READ_ERRORS as error:
+        raise ImageInvalid(
+            f"{path!r} in {store.label!r} cannot be read: {error}; the archive is "
+            "truncated or corrupt, export the image again"
+        ) from error
+
+
 def _read_json(store: _BlobStore, path: str, digest: str | None = None) -> Any:
     """Read and parse the JSON file at PATH, checking its sha256 digest if known."""
-    with store.open(path) as reader:
-        data = reader.read()
+    data = _read_bytes(store, path)
     _check_digest(store, path, data, digest)
     return _parse_json(data, f"{path!r} in {store.label!r}")
 
@@ -293,7 +370,7 @@ def _check_digest(
         )
 
 
-def _docker_plan(store: _BlobStore) -> _ImagePlan:
+def _docker_plan(store: _BlobStore, platform: Platform | None) -> _ImagePlan:
     manifest = _read_json(store, "manifest.json")
     if not isinstance(manifest, list) or not manifest:
         raise ImageInvalid(
@@ -326,16 +403,16 @@ def _docker_plan(store: _BlobStore) -> _ImagePlan:
             f"manifest.json in {store.label!r} has Layers {layer_paths!r:.60}, "
             "expected a list of paths; export the image again"
         )
-    layers: list[tuple[str, str | None, int | None]] = []
+    layers = []
     for layer_path in layer_paths:
         normalized = _reference_path(store, layer_path, "layer")
-        layers.append((normalized, _digest_of_path(normalized), None))
+        layers.append(_LayerBlob(normalized, _digest_of_path(normalized), None, None))
 
     tags = entry.get("RepoTags") or []
     reference = None
     if isinstance(tags, list) and tags and isinstance(tags[0], str):
         reference = tags[0]
-    return _ImagePlan(reference, config_path, config_digest, layers)
+    return _ImagePlan(reference, config_path, config_digest, layers, platform)
 
 
 def _blob_path(store: _BlobStore, descriptor: object, role: str) -> tuple[str, str]:
@@ -350,41 +427,46 @@ def _blob_path(store: _BlobStore, descriptor: object, role: str) -> tuple[str, s
     return _reference_path(store, f"blobs/{algorithm}/{hex_digest}", role), digest
 
 
-def _platform_of(descriptor: dict[str, Any]) -> str | None:
-    platform = descriptor.get("platform")
-    if not isinstance(platform, dict):
-        return None
-    text = f"{platform.get('os')}/{platform.get('architecture')}"
-    if platform.get("variant"):
-        text += f"/{platform['variant']}"
-    return text
+def _descriptor_platform(descriptor: dict[str, Any]) -> Platform | None:
+    fields = descriptor.get("platform")
+    return platform_of(fields) if isinstance(fields, dict) else None
 
 
 def _choose_descriptor(
-    store: _BlobStore, descriptors: list[Any], platform: str | None
-) -> dict[str, Any]:
-    """Return the descriptor for PLATFORM, else linux/amd64, else the first one."""
+    store: _BlobStore, path: str, descriptors: list[Any], platform: Platform | None
+) -> tuple[dict[str, Any], bool]:
+    """Return the descriptor for PLATFORM and whether its platform field matched.
+
+    Without PLATFORM this is linux/amd64, else the first descriptor that is not an
+    attestation ("unknown/unknown"). An index whose descriptors have no platform
+    field yields its first descriptor. Raises UsageError when PLATFORM is given
+    and no descriptor matches it.
+    """
     candidates = [d for d in descriptors if isinstance(d, dict)]
     if not candidates:
         raise ImageInvalid(
-            f"an index in {store.label!r} lists no manifest; export the image again"
+            f"index {path!r} in {store.label!r} lists no manifest; export the image "
+            "again"
         )
-    platforms = [_platform_of(d) for d in candidates]
+    platforms = [_descriptor_platform(d) for d in candidates]
     if all(p is None for p in platforms):
-        return candidates[0]
-    requested = platform or DEFAULT_PLATFORM
-    for descriptor, text in zip(candidates, platforms, strict=True):
-        if text is not None and (text == requested or text.startswith(requested + "/")):
-            return descriptor
+        return candidates[0], False
+    target = platform or parse_platform(DEFAULT_PLATFORM)
+    for descriptor, candidate in zip(candidates, platforms, strict=True):
+        if candidate == target:
+            return descriptor, True
     if platform is not None:
-        raise ImageInvalid(
-            f"{store.label!r} has no image for platform {platform!r}; it has "
-            f"{sorted(p for p in platforms if p)!r}"
+        available = sorted(
+            {p.text for p in platforms if p is not None and p.os != "unknown"}
         )
-    for descriptor, text in zip(candidates, platforms, strict=True):
-        if text is None or not text.startswith("unknown/"):
-            return descriptor
-    return candidates[0]
+        raise UsageError(
+            f"{store.label!r} has no image for platform {platform.text!r}; pass one "
+            f"of the platforms it has: {', '.join(available) or 'none'}"
+        )
+    for descriptor, candidate in zip(candidates, platforms, strict=True):
+        if candidate is None or candidate.os != "unknown":
+            return descriptor, False
+    return candidates[0], False
 
 
 def _reference_of(descriptor: dict[str, Any]) -> str | None:
@@ -398,10 +480,19 @@ def _reference_of(descriptor: dict[str, Any]) -> str | None:
     return None
 
 
-def _oci_plan(store: _BlobStore, platform: str | None) -> _ImagePlan:
+def _oci_plan(store: _BlobStore, platform: Platform | None) -> _ImagePlan:
     document = _read_object(store, "index.json")
+    if document.get("manifests") is None and store.contains("manifest.json"):
+        # docker save IMAGE@DIGEST in the first Docker 25.0 releases writes
+        # "manifests": null next to a correct manifest.json.
+        logger.warning(
+            "index.json in %s lists no manifests; reading manifest.json instead",
+            store.label,
+        )
+        return _docker_plan(store, platform)
     path = "index.json"
     reference: str | None = None
+    unchecked_platform = platform
     # Nested indexes are bounded, so a cyclic index cannot loop forever.
     for _ in range(8):
         descriptors = document.get("manifests")
@@ -410,7 +501,9 @@ def _oci_plan(store: _BlobStore, platform: str | None) -> _ImagePlan:
                 f"index {path!r} in {store.label!r} has no manifests list; export "
                 "the image again"
             )
-        descriptor = _choose_descriptor(store, descriptors, platform)
+        descriptor, matched = _choose_descriptor(store, path, descriptors, platform)
+        if matched:
+            unchecked_platform = None
         reference = reference or _reference_of(descriptor)
         path, digest = _blob_path(store, descriptor, "manifest")
         document = _read_object(store, path, digest)
@@ -436,15 +529,30 @@ def _oci_plan(store: _BlobStore, platform: str | None) -> _ImagePlan:
             f"{layer_descriptors!r:.60}, expected a list of descriptors; export the "
             "image again"
         )
+    if not layer_descriptors and store.contains("manifest.json"):
+        # docker save in the Docker 25.0 release candidates writes an OCI manifest
+        # without layers next to a manifest.json that lists them.
+        logger.warning(
+            "manifest %s in %s lists no layers; reading manifest.json instead",
+            path,
+            store.label,
+        )
+        return _docker_plan(store, platform)
 
-    layers: list[tuple[str, str | None, int | None]] = []
+    layers = []
     for descriptor in layer_descriptors:
         layer_path, layer_digest = _blob_path(store, descriptor, "layer")
         size = descriptor.get("size")
+        media_type = descriptor.get("mediaType")
         layers.append(
-            (layer_path, layer_digest, size if isinstance(size, int) else None)
+            _LayerBlob(
+                layer_path,
+                layer_digest,
+                size if isinstance(size, int) else None,
+                media_type if isinstance(media_type, str) else None,
+            )
         )
-    return _ImagePlan(reference, config_path, config_digest, layers)
+    return _ImagePlan(reference, config_path, config_digest, layers, unchecked_platform)
 
 
 def _layer_figures(
@@ -477,41 +585,156 @@ def _layer_figures(
     return layers
 
 
-def _analyze_plan(
-    store: _BlobStore, plan: _ImagePlan, archive_bytes: int
-) -> ImageAnalysis:
-    with store.open(plan.config_path) as reader:
-        config_data = reader.read()
+def _read_config(store: _BlobStore, plan: _ImagePlan) -> tuple[bytes, ConfigBlob]:
+    """Read, check and parse the config blob of PLAN.
+
+    Raises ImageInvalid for a config that is invalid or whose diff_ids do not match
+    the manifest's layers, and UsageError when its platform is not the one
+    requested.
+    """
+    config_data = _read_bytes(store, plan.config_path)
     _check_digest(store, plan.config_path, config_data, plan.config_digest)
     where = f"config {plan.config_path!r} in {store.label!r}"
-    config = parse_config(_parse_json(config_data, where), where)
-    diff_ids = config.diff_ids
-    if len(diff_ids) != len(plan.layers):
+    document = _parse_json(config_data, where)
+    config = parse_config(document, where)
+    if len(config.diff_ids) != len(plan.layers):
         raise ImageInvalid(
-            f"config of {store.label!r} lists {len(diff_ids)} diff_ids but the "
-            f"manifest lists {len(plan.layers)} layers; export the image again"
+            f"config of {store.label!r} lists {len(config.diff_ids)} diff_ids but "
+            f"the manifest lists {len(plan.layers)} layers; export the image again"
         )
-    history = config.layer_history
+    requested = plan.unchecked_platform
+    if requested is not None:
+        _check_config_platform(store, document, requested)
+    return config_data, config
 
+
+def _check_config_platform(
+    store: _BlobStore, document: dict[str, Any], requested: Platform
+) -> None:
+    """Raise UsageError if the config's os and architecture are not REQUESTED's.
+
+    The variant is compared only when the config states one, because the config's
+    variant field is optional.
+    """
+    actual = platform_of(document)
+    if actual is None:
+        logger.debug("config in %s names no platform to check", store.label)
+        return
+    same_machine = (actual.os, actual.architecture) == (
+        requested.os,
+        requested.architecture,
+    )
+    same_variant = "variant" not in document or actual.variant == requested.variant
+    if same_machine and same_variant:
+        return
+    raise UsageError(
+        f"{store.label!r} contains an image for {actual.text}, not for platform "
+        f"{requested.text!r}; pass platform {actual.text} or an archive of the "
+        f"{requested.text} image"
+    )
+
+
+def _stack_layers(
+    store: _BlobStore, plan: _ImagePlan, diff_ids: list[str]
+) -> tuple[FileSystemStack, list[LayerStream]]:
+    """Apply each layer of PLAN to a new stack, checking its digests and size."""
     stack = FileSystemStack()
     streams = []
-    for index, (path, digest, size) in enumerate(plan.layers):
-        with store.open(path) as reader:
-            stream = read_layer(reader, stack, path, store.label, keep_entries=True)
-        _check_layer(store, path, stream.blob_digest, digest, "blob digest")
-        _check_layer(store, path, stream.diff_id, diff_ids[index], "diff_id")
-        if size is not None and size != stream.blob_bytes:
+    for blob, diff_id in zip(plan.layers, diff_ids, strict=True):
+        with store.open(blob.path) as reader:
+            _check_media_type(store, blob, reader)
+            stream = read_layer(
+                reader, stack, blob.path, store.label, keep_entries=True
+            )
+        _check_layer(store, blob.path, stream.blob_digest, blob.digest, "blob digest")
+        _check_layer(store, blob.path, stream.diff_id, diff_id, "diff_id")
+        if blob.size_bytes is not None and blob.size_bytes != stream.blob_bytes:
             raise ImageInvalid(
-                f"layer {path!r} in {store.label!r} has {stream.blob_bytes} bytes, "
-                f"the manifest says {size}; export the image again"
+                f"layer {blob.path!r} in {store.label!r} has {stream.blob_bytes} "
+                f"bytes, the manifest says {blob.size_bytes}; export the image again"
             )
         streams.append(stream)
+    return stack, streams
+
+
+def _media_type_compression(media_type: str) -> str | None:
+    """Return the compression that a layer media type names, None if it names none."""
+    if media_type.endswith(("+gzip", ".tar.gzip")):
+        return "gzip"
+    if media_type.endswith("+zstd"):
+        return "zstd"
+    if media_type.endswith(".tar"):
+        return "no compression"
+    return None
+
+
+def _content_compression(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "no compression"
+
+
+def _check_media_type(store: _BlobStore, blob: _LayerBlob, reader: IO[bytes]) -> None:
+    """Log a warning when BLOB's media type names another compression than its own.
+
+    read_layer picks the decompressor by the magic number, and the digests prove
+    the content, so a wrong media type does not change the figures. Raises
+    ImageInvalid for an encrypted layer, which cannot be read without its key.
+    """
+    if blob.media_type is None:
+        return
+    if "+encrypted" in blob.media_type:
+        raise ImageInvalid(
+            f"layer {blob.path!r} in {store.label!r} is encrypted (media type "
+            f"{blob.media_type!r}); decrypt the image first, for example with "
+            "skopeo copy --decryption-key"
+        )
+    expected = _media_type_compression(blob.media_type)
+    if expected is None or not isinstance(reader, io.BufferedReader):
+        return
+    actual = _content_compression(reader.peek(len(ZSTD_MAGIC))[: len(ZSTD_MAGIC)])
+    if actual != expected:
+        logger.warning(
+            "layer %s in %s has media type %s, which names %s, but its content has "
+            "%s; reading it by its content",
+            blob.path,
+            store.label,
+            blob.media_type,
+            expected,
+            actual,
+        )
+
+
+def _sparse_paths(streams: list[LayerStream]) -> list[str]:
+    """Return the paths of the sparse regular files in any layer, sorted, each once."""
+    return sorted(
+        {entry.path for stream in streams for entry in stream.entries if entry.sparse}
+    )
+
+
+def _analyze_plan(
+    store: _BlobStore,
+    plan: _ImagePlan,
+    archive_bytes: int,
+    pull_bandwidth_bits_per_second: float = DEFAULT_PULL_BANDWIDTH_BITS_PER_SECOND,
+) -> ImageAnalysis:
+    config_data, config = _read_config(store, plan)
+    history = config.layer_history
+    stack, streams = _stack_layers(store, plan, config.diff_ids)
 
     files_total, visible_ids = stack.visible_inodes()
     layers = _layer_figures(streams, visible_ids, history)
     # NOTE: the analyses that compare layers read these two lists.
     layer_entries = [stream.entries for stream in streams]
     visible_files = stack.visible_files()
+    dive = compute_dive_efficiency(layer_entries)
+    duplicates = find_duplicates(layer_entries, visible_files)
+    metadata_changes = find_metadata_changes(layer_entries)
+    junk = find_junk(layer_entries, visible_files, config.settings.env)
+    largest_files = find_largest_files(visible_files)
+    pull = estimate_pull(streams, pull_bandwidth_bits_per_second)
     del layer_entries, visible_files
 
     regular_total = sum(layer.regular_file_bytes for layer in layers)
@@ -530,8 +753,15 @@ def _analyze_plan(
         hidden_bytes=hidden_total,
         hidden_percent=hidden_total * 100 / regular_total if regular_total else 0.0,
         files_total=files_total,
+        sparse_files=_sparse_paths(streams),
         archive_bytes=archive_bytes,
         config_bytes=len(config_data),
+        dive=dive,
+        duplicates=duplicates,
+        metadata_changes=metadata_changes,
+        junk=junk,
+        largest_files=largest_files,
+        pull=pull,
     )
 
 
@@ -616,16 +846,61 @@ def _archive_bytes(path: Path) -> int:
 
 
 def analyze_archive(
-    path: Path, kind: str | None = None, platform: str | None = None
+    path: Path,
+    kind: str | None = None,
+    platform: str | None = None,
+    pull_bandwidth_bits_per_second: float = DEFAULT_PULL_BANDWIDTH_BITS_PER_SECOND,
 ) -> ImageAnalysis:
     """Analyze the image in an archive, reading each layer blob once.
 
     KIND is "docker-archive", "oci-archive" or "oci", detected from the content when
     None. PLATFORM ("os/architecture[/variant]") selects an image from an OCI index,
-    which otherwise yields linux/amd64 or its first image.
+    which otherwise yields linux/amd64 or its first image, and must match the config
+    of an image that no index lists.
+    PULL_BANDWIDTH_BITS_PER_SECOND is the download rate of the pull estimate.
 
-    Raises UsageError for an unknown KIND or a missing PATH and ImageInvalid for an
-    archive that is truncated, corrupt, unsafe or inconsistent with its digests.
+    Raises UsageError for an unknown KIND, a missing PATH or a PLATFORM that is
+    invalid or not in the archive, and ImageInvalid for an archive that is
+    truncated, corrupt, unsafe or inconsistent with its digests.
+    """
+    check_bandwidth(pull_bandwidth_bits_per_second)
+    requested = parse_platform(platform) if platform is not None else None
+    kind = _resolve_kind(path, kind)
+    logger.debug("analyzing %s as %s", path, kind)
+    try:
+        with _open_store(path, kind) as store:
+            plan = _plan(store, kind, requested)
+            return _analyze_plan(
+                store, plan, _archive_bytes(path), pull_bandwidth_bits_per_second
+            )
+    except _READ_ERRORS as error:
+        raise _unreadable(path, error) from error
+
+
+def stack_archive(
+    path: Path, kind: str | None = None, platform: str | None = None
+) -> FileSystemStack:
+    """Stack the layers of the image in an archive and return its file system.
+
+    The stack's visible_files() lists the final files with the record of each.
+    KIND and PLATFORM, and the errors raised, are those of analyze_archive.
+    """
+    requested = parse_platform(platform) if platform is not None else None
+    kind = _resolve_kind(path, kind)
+    try:
+        with _open_store(path, kind) as store:
+            plan = _plan(store, kind, requested)
+            _, config = _read_config(store, plan)
+            stack, _ = _stack_layers(store, plan, config.diff_ids)
+            return stack
+    except _READ_ERRORS as error:
+        raise _unreadable(path, error) from error
+
+
+def _resolve_kind(path: Path, kind: str | None) -> str:
+    """Return KIND, or the kind that PATH's content shows when KIND is None.
+
+    Raises UsageError for an unknown KIND or a missing PATH.
     """
     if kind is not None and kind not in ARCHIVE_KINDS:
         raise UsageError(
@@ -636,18 +911,17 @@ def analyze_archive(
         raise UsageError(
             f"{noun} {str(path)!r} not found; pass an existing archive or directory"
         )
-    if kind is None:
-        kind = detect_layout(path)
-    logger.debug("analyzing %s as %s", path, kind)
-    try:
-        with _open_store(path, kind) as store:
-            if kind == "docker-archive":
-                plan = _docker_plan(store)
-            else:
-                plan = _oci_plan(store, platform)
-            return _analyze_plan(store, plan, _archive_bytes(path))
-    except _READ_ERRORS as error:
-        raise ImageInvalid(
-            f"{str(path)!r} cannot be read: {error}; the archive is truncated or "
-            "corrupt, export the image again"
-        ) from error
+    return kind if kind is not None else detect_layout(path)
+
+
+def _plan(store: _BlobStore, kind: str, platform: Platform | None) -> _ImagePlan:
+    if kind == "docker-archive":
+        return _docker_plan(store, platform)
+    return _oci_plan(store, platform)
+
+
+def _unreadable(path: Path, error: BaseException) -> ImageInvalid:
+    return ImageInvalid(
+        f"{str(path)!r} cannot be read: {error}; the archive is truncated or "
+        "corrupt, export the image again"
+    )

@@ -50,6 +50,8 @@ class _Gate:
     # The setting that holds the floor, and the byte figure compared with it.
     floor_setting: str | None = None
     floor_metric: str | None = None
+    # A byte figure whose value 0 leaves the metric undefined, so the gate passes.
+    undefined_at_zero: str | None = None
 
 
 _GATES = (
@@ -78,6 +80,7 @@ _GATES = (
         "max",
         floor_setting="dive_wasted_percent_floor",
         floor_metric="dive.wasted_bytes",
+        undefined_at_zero="dive.user_size_bytes",
     ),
     _Gate("max_image_size", "total_size_bytes", "bytes", "max"),
 )
@@ -123,6 +126,14 @@ def _check(
         )
 
     if value is None:
+        if gate.undefined_at_zero and _figure(image, gate.undefined_at_zero) == 0:
+            # dive divides by the bytes above the base layer, so a single-layer
+            # image has no such percentage, and dive's own check passes it too.
+            return result(
+                True,
+                f"{flag} passed: {gate.metric} is undefined because "
+                f"{gate.undefined_at_zero} is 0",
+            )
         # A gate on a figure that the analysis lacks fails instead of passing
         # unseen.
         return result(False, f"{flag}: the analysis has no {gate.metric} figure")

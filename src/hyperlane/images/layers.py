@@ -1,19 +1,40 @@
-"""Read one layer blob as a stream: detect its compression, hash it, apply its tar."""
+"""Read one layer blob as a stream: detect its compression, hash it, apply its tar.
+
+A blob larger than one read is read, hashed and decompressed by a second thread,
+while the calling thread parses the tar, hashes file contents and applies the
+members. zlib and hashlib release the GIL on large buffers, so the two halves run
+on two cores. Plain tar headers are parsed here, and every other header (PAX, GNU
+long names and sparse files, base-256 numbers, invalid checksums, the end of the
+archive) by tarfile's own ``TarInfo.fromtarfile``, so members come out as
+tarfile's stream mode returns them.
+"""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import io
+import queue
+import struct
 import tarfile
+import threading
 import zlib
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+# tarfile's type stubs do not declare the header errors that fromtarfile raises.
+from tarfile import (  # type: ignore[attr-defined]
+    EmptyHeaderError,
+    EOFHeaderError,
+    InvalidHeaderError,
+    SubsequentHeaderError,
+    TruncatedHeaderError,
+)
+from typing import TYPE_CHECKING, Protocol
 
 import zstandard
 
 from hyperlane.errors import ImageInvalid
-from hyperlane.images.entries import LayerEntry, content_sha256, make_entry
+from hyperlane.images.entries import LayerEntry, make_entry
 from hyperlane.images.stacking import (
     FileSystemStack,
     LayerCounts,
@@ -21,33 +42,50 @@ from hyperlane.images.stacking import (
     normalize_member_path,
 )
 
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_CHUNK_BYTES = 1 << 20
+# Bytes per read of the blob. A blob that fits in one read is handled without a
+# thread, whose start and hand-over cost more than the work.
+_READ_BYTES = 1 << 20
+# Maximum uncompressed bytes per chunk handed to the tar parser.
+_CHUNK_BYTES = 2 << 20
+# Chunks that the reading thread may be ahead of the parser, which bounds memory to
+# about _QUEUE_CHUNKS * _CHUNK_BYTES.
+_QUEUE_CHUNKS = 4
+_PUT_TIMEOUT_SECONDS = 0.1
+# Header flags of a gzip member (RFC 1952).
+_FHCRC = 0x02
+_FEXTRA = 0x04
+_FNAME = 0x08
+_FCOMMENT = 0x10
+_TRUNCATED_GZIP = "Compressed file ended before the end-of-stream marker was reached"
+_ENCODING = "utf-8"
+_ERRORS = "surrogateescape"
+_BLOCK = tarfile.BLOCKSIZE
+# Type flags whose headers _parse_plain_header reads. All others go to tarfile.
+_PLAIN_TYPES = frozenset(
+    (
+        tarfile.REGTYPE,
+        tarfile.AREGTYPE,
+        tarfile.LNKTYPE,
+        tarfile.SYMTYPE,
+        tarfile.CHRTYPE,
+        tarfile.BLKTYPE,
+        tarfile.DIRTYPE,
+        tarfile.FIFOTYPE,
+        tarfile.CONTTYPE,
+    )
+)
+# The plain types that tarfile.TarInfo.isreg() accepts, whose data blocks follow
+# the header.
+_DATA_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
 
 
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
-
-
-class _HashingReader(io.RawIOBase):
-    """A raw stream that hashes and counts every byte that passes through it."""
-
-    def __init__(self, source: Readable) -> None:
-        self._source = source
-        self.digest = hashlib.sha256()
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._source.read(len(buffer))
-        size = len(data)
-        buffer[:size] = data
-        self.digest.update(data)
-        self.bytes_read += size
-        return size
 
 
 @dataclass(frozen=True)
@@ -65,20 +103,554 @@ class LayerStream:
     entries: list[LayerEntry]
 
 
-def _drain(reader: Readable) -> None:
-    while reader.read(_CHUNK_BYTES):
-        pass
+# Reading and decompressing the blob.
 
 
-def _decompressed(blob: io.BufferedReader[_HashingReader]) -> Readable:
-    """Return a reader of BLOB's uncompressed bytes, chosen by its magic number."""
-    magic = blob.peek(len(ZSTD_MAGIC))[: len(ZSTD_MAGIC)]
-    if magic.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=blob, mode="rb")
-    if magic == ZSTD_MAGIC:
-        decompressor = zstandard.ZstdDecompressor()
-        return decompressor.stream_reader(blob, read_across_frames=True)
-    return blob
+@dataclass
+class _BlobReader:
+    """A reader of SOURCE that hashes and counts every byte of the blob as stored."""
+
+    source: Readable
+    digest: _Hash = field(default_factory=hashlib.sha256)
+    bytes_read: int = 0
+
+    def read(self) -> bytes:
+        data = self.source.read(_READ_BYTES)
+        self.digest.update(data)
+        self.bytes_read += len(data)
+        return data
+
+
+def _read_head(blob: _BlobReader) -> bytes:
+    """Return the first read of BLOB, extended until it can hold a zstd magic."""
+    head = blob.read()
+    while 0 < len(head) < len(ZSTD_MAGIC):
+        more = blob.read()
+        if not more:
+            break
+        head += more
+    return head
+
+
+class _CompressedInput:
+    """The bytes of BLOB after the ones already read, with bytes put back in front."""
+
+    def __init__(self, first: bytes, blob: _BlobReader) -> None:
+        self._buffer = first
+        self._blob = blob
+
+    def read(self, size: int) -> bytes:
+        """Return the next SIZE bytes, fewer only at the end of the blob."""
+        while len(self._buffer) < size:
+            more = self._blob.read()
+            if not more:
+                break
+            self._buffer += more
+        data = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return data
+
+    def read_exact(self, size: int) -> bytes:
+        data = self.read(size)
+        if len(data) < size:
+            raise EOFError(_TRUNCATED_GZIP)
+        return data
+
+    def chunk(self) -> bytes:
+        """Return the bytes put back, else the next read, or b"" at the end."""
+        data = self._buffer or self._blob.read()
+        self._buffer = b""
+        return data
+
+    def put_back(self, data: bytes) -> None:
+        self._buffer = data + self._buffer
+
+
+def _skip_gzip_header(source: _CompressedInput) -> bool:
+    """Read past the header of the next gzip member, or return False at the end.
+
+    The checks and messages are those of the gzip module of Python 3.11.
+    """
+    magic = source.read(2)
+    if not magic:
+        return False
+    if magic != GZIP_MAGIC:
+        raise gzip.BadGzipFile(f"Not a gzipped file ({magic!r})")
+    method, flags = source.read_exact(8)[:2]
+    if method != 8:
+        raise gzip.BadGzipFile("Unknown compression method")
+    if flags & _FEXTRA:
+        (extra_bytes,) = struct.unpack("<H", source.read_exact(2))
+        source.read_exact(extra_bytes)
+    for flag in (_FNAME, _FCOMMENT):
+        if flags & flag:
+            # A zero-terminated string. The gzip module also stops at the end.
+            while (byte := source.read(1)) and byte != b"\0":
+                pass
+    if flags & _FHCRC:
+        source.read_exact(2)
+    return True
+
+
+def _skip_zero_padding(source: _CompressedInput) -> None:
+    """Skip zero bytes after a member, which GNU gzip and the gzip module allow."""
+    while data := source.chunk():
+        data = data.lstrip(b"\0")
+        if data:
+            source.put_back(data)
+            return
+
+
+@dataclass(frozen=True)
+class _GzipTrailer:
+    """The CRC-32 and length mod 2**32 that end a gzip member, as stored."""
+
+    crc: int
+    size: int
+
+
+def _gunzip(first: bytes, blob: _BlobReader) -> Iterator[bytes | _GzipTrailer]:
+    """Yield the uncompressed bytes of the gzip stream that starts with FIRST, and
+    the trailer after each member's bytes.
+
+    Like the gzip module, this reads every member of a multi-member stream and skips
+    zero bytes between and after members. _check_gzip_trailers checks the CRC-32
+    and length, in the parsing thread, which has time to spare while this one
+    decompresses.
+    """
+    source = _CompressedInput(first, blob)
+    while _skip_gzip_header(source):
+        decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+        while not decompressor.eof:
+            data = source.chunk()
+            if not data:
+                raise EOFError(_TRUNCATED_GZIP)
+            chunk = decompressor.decompress(data, _CHUNK_BYTES)
+            source.put_back(decompressor.unconsumed_tail or decompressor.unused_data)
+            if chunk:
+                yield chunk
+        yield _GzipTrailer(*struct.unpack("<II", source.read_exact(8)))
+        _skip_zero_padding(source)
+
+
+def _check_gzip_trailers(items: Iterator[bytes | _GzipTrailer]) -> Iterator[bytes]:
+    """Yield the bytes of ITEMS, checking each member against its trailer as the
+    gzip module does, with its messages."""
+    crc = 0
+    size = 0
+    for item in items:
+        if isinstance(item, bytes):
+            crc = zlib.crc32(item, crc)
+            size += len(item)
+            yield item
+            continue
+        if item.crc != crc:
+            raise gzip.BadGzipFile(f"CRC check failed {hex(item.crc)} != {hex(crc)}")
+        if item.size != size & 0xFFFFFFFF:
+            raise gzip.BadGzipFile("Incorrect length of data produced")
+        crc = 0
+        size = 0
+
+
+def _unzstd(first: bytes, blob: _BlobReader) -> Iterator[bytes]:
+    """Yield the uncompressed bytes of the zstd frames that start with FIRST."""
+    pending = [first]
+
+    class _Source:
+        def read(self, size: int = -1, /) -> bytes:
+            return pending.pop() if pending else blob.read()
+
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        # stream_reader calls only read(), which _Source has.
+        _Source(),  # type: ignore[arg-type]
+        read_size=_READ_BYTES,
+        read_across_frames=True,
+    )
+    while chunk := reader.read(_CHUNK_BYTES):
+        yield chunk
+
+
+def _plain(first: bytes, blob: _BlobReader) -> Iterator[bytes]:
+    data = first
+    while data:
+        yield data
+        data = blob.read()
+
+
+@dataclass
+class _Decoding:
+    """The uncompressed content of a blob and the compression it is stored with."""
+
+    # Uncompressed chunks, and gzip trailers, chosen by the blob's magic number.
+    items: Iterator[bytes | _GzipTrailer]
+    compressed: bool
+    gzip: bool
+
+
+def _decoding(blob: _BlobReader) -> _Decoding:
+    head = _read_head(blob)
+    if head.startswith(GZIP_MAGIC):
+        return _Decoding(_gunzip(head, blob), compressed=True, gzip=True)
+    if head[: len(ZSTD_MAGIC)] == ZSTD_MAGIC:
+        return _Decoding(_unzstd(head, blob), compressed=True, gzip=False)
+    return _Decoding(_plain(head, blob), compressed=False, gzip=False)
+
+
+class _Failure:
+    """An exception raised in the reading thread, handed to the parsing thread."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+class _ThreadedChunks:
+    """The items of CHUNKS, produced by a daemon thread and handed over through a
+    bounded queue, with the thread's exception raised where the items end."""
+
+    def __init__(self, chunks: Iterator[bytes | _GzipTrailer]) -> None:
+        self._chunks = chunks
+        self._queue: queue.Queue[object] = queue.Queue(_QUEUE_CHUNKS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, name="hyperlane-layer-reader", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_PUT_TIMEOUT_SECONDS)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def _produce(self) -> None:
+        item: object = _END
+        try:
+            for chunk in self._chunks:
+                if not self._put(chunk):
+                    return
+        except BaseException as error:  # __next__ raises it in the parsing thread
+            item = _Failure(error)
+        self._put(item)
+
+    def __iter__(self) -> Iterator[bytes | _GzipTrailer]:
+        return self
+
+    def __next__(self) -> bytes | _GzipTrailer:
+        item = self._queue.get()
+        if item is _END:
+            self._queue.put(_END)
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self._queue.put(item)
+            raise item.error
+        assert isinstance(item, bytes | _GzipTrailer)
+        return item
+
+    def close(self) -> None:
+        """Stop the thread and wait for it, so that it no longer reads the source."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(_PUT_TIMEOUT_SECONDS)
+
+
+# The uncompressed tar as a forward-only stream.
+
+
+class _TarStream:
+    """The uncompressed tar, read forward from a sequence of chunks.
+
+    DIGEST, unless None, is updated with every chunk as it is taken, so that it
+    covers the whole tar once the chunks run out.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], digest: _Hash | None) -> None:
+        self._chunks = chunks
+        self._digest = digest
+        self._chunk = b""
+        self._view = memoryview(self._chunk)
+        self._position = 0
+        # Offset in the tar of the current chunk's first byte.
+        self._start = 0
+        self.bytes_total = 0
+
+    def _advance(self) -> bool:
+        """Make the next chunk current, or return False when there is none."""
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self._position = len(self._chunk)
+            return False
+        if self._digest is not None:
+            self._digest.update(chunk)
+        self.bytes_total += len(chunk)
+        self._start += len(self._chunk)
+        self._chunk = chunk
+        self._view = memoryview(chunk)
+        self._position = 0
+        return True
+
+    def tell(self) -> int:
+        return self._start + self._position
+
+    def read(self, size: int) -> bytes:
+        """Return the next SIZE bytes, fewer only at the end of the tar."""
+        end = self._position + size
+        if end <= len(self._chunk):
+            data = self._chunk[self._position : end]
+            self._position = end
+            return data
+        parts = [self._chunk[self._position :]]
+        missing = size - len(parts[0])
+        while missing > 0 and self._advance():
+            part = self._chunk[:missing]
+            self._position = len(part)
+            missing -= len(part)
+            parts.append(part)
+        return b"".join(parts)
+
+    def skip_to(self, offset: int) -> None:
+        """Move forward to OFFSET, as tarfile seeks to the next header.
+
+        Raises tarfile.ReadError when the tar ends before OFFSET, as tarfile does.
+        """
+        while offset > self._start + len(self._chunk):
+            if not self._advance():
+                raise tarfile.ReadError("unexpected end of data")
+        self._position = max(self._position, offset - self._start)
+
+    def sha256(self, size: int) -> bytes:
+        """Return the SHA-256 of the next SIZE bytes, read without copying them.
+
+        Raises tarfile.ReadError when the tar ends first, as tarfile's extractfile
+        does.
+        """
+        end = self._position + size
+        if end <= len(self._chunk):
+            digest = hashlib.sha256(self._view[self._position : end])
+            self._position = end
+            return digest.digest()
+        digest = hashlib.sha256()
+        self._update(digest, size)
+        return digest.digest()
+
+    def _update(self, digest: _Hash, size: int) -> None:
+        while size > 0:
+            if self._position == len(self._chunk) and not self._advance():
+                raise tarfile.ReadError("unexpected end of data")
+            end = min(len(self._chunk), self._position + size)
+            digest.update(self._view[self._position : end])
+            size -= end - self._position
+            self._position = end
+
+    def drain(self) -> None:
+        """Read the rest of the tar, which belongs to the diff_id too."""
+        while self._advance():
+            pass
+
+
+class _HeaderSource(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+    def tell(self) -> int: ...
+
+
+class _TarFileShim:
+    """The attributes of a tarfile.TarFile that TarInfo.fromtarfile reads and sets.
+
+    NOTE: the attribute list is the one that tarfile of Python 3.11.7 uses. A later
+    tarfile that reads another attribute raises AttributeError here.
+    """
+
+    def __init__(self, stream: _TarStream) -> None:
+        self.stream = stream
+        self.fileobj: _HeaderSource = stream
+        self.encoding = _ENCODING
+        self.errors = _ERRORS
+        # Global PAX headers, which tarfile applies to every later member.
+        self.pax_headers: dict[str, str] = {}
+        # Offset of the next header, which tarfile sets after each member.
+        self.offset = 0
+
+
+# Tar headers.
+
+
+# Name, mode, uid, gid, size, mtime, checksum, type flag, link name, (magic and
+# version), user name, group name, device major and minor, prefix, (padding).
+_HEADER_FIELDS = struct.Struct("100s8s8s8s12s12s8s1s100s8x32s32s8s8s155s12x")
+
+
+def _parse_plain_header(header: bytes) -> tarfile.TarInfo | None:
+    """Return the member of a plain ustar, GNU or v7 HEADER, as TarInfo.frombuf
+    reads it, or None when tarfile must read the header itself.
+
+    Like frombuf, this reads each field up to its first NUL. A number field then goes
+    to int(), which fails wherever frombuf's reading could differ, for example for
+    a base-256 number, and the header then goes to tarfile.
+    """
+    if len(header) != _BLOCK or header[156:157] not in _PLAIN_TYPES:
+        return None
+    (
+        name, mode, uid, gid, size, mtime, checksum, type_flag, linkname, uname,
+        gname, devmajor, devminor, prefix,
+    ) = _HEADER_FIELDS.unpack(header)  # fmt: skip
+    try:
+        stored_checksum = int(checksum.partition(b"\0")[0] or b"0", 8)
+        if stored_checksum != 256 + sum(header) - sum(checksum):
+            return None
+        member = tarfile.TarInfo()
+        member.mode = int(mode.partition(b"\0")[0] or b"0", 8)
+        member.uid = int(uid.partition(b"\0")[0] or b"0", 8)
+        member.gid = int(gid.partition(b"\0")[0] or b"0", 8)
+        member.size = int(size.partition(b"\0")[0] or b"0", 8)
+        member.mtime = int(mtime.partition(b"\0")[0] or b"0", 8)
+        member.devmajor = int(devmajor.partition(b"\0")[0] or b"0", 8)
+        member.devminor = int(devminor.partition(b"\0")[0] or b"0", 8)
+    except ValueError:
+        return None
+    member.chksum = stored_checksum
+    member.type = type_flag
+    text = name.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
+    member.linkname = linkname.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
+    member.uname = uname.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
+    member.gname = gname.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
+    prefix_text = prefix.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
+    # A v7 tar marks a directory with a trailing slash on a regular file.
+    if type_flag == tarfile.AREGTYPE and text.endswith("/"):
+        member.type = tarfile.DIRTYPE
+    if member.type == tarfile.DIRTYPE:
+        text = text.rstrip("/")
+    if prefix_text:
+        text = prefix_text + "/" + text
+        if member.type == tarfile.DIRTYPE:
+            text = text.rstrip("/")
+    member.name = text
+    return member
+
+
+def _data_end(member: tarfile.TarInfo, data_offset: int) -> int:
+    """Return the offset of the header after MEMBER, a plain member."""
+    if member.type in _DATA_TYPES:
+        return data_offset + -(-member.size // _BLOCK) * _BLOCK
+    return data_offset
+
+
+def _read_member(shim: _TarFileShim) -> tarfile.TarInfo | None:
+    """Read the member at shim.offset and set shim.offset to the next header.
+
+    Returns None at the end of the archive. Errors are those of tarfile's stream
+    mode. An invalid, empty or cut-off first header raises tarfile.ReadError, while
+    such a header later on ends the archive.
+    """
+    stream = shim.stream
+    offset = shim.offset
+    stream.skip_to(offset)
+    try:
+        header = stream.read(_BLOCK)
+    except zlib.error as error:
+        raise tarfile.ReadError(f"zlib error: {error}") from None
+    member = None if shim.pax_headers else _parse_plain_header(header)
+    if member is not None:
+        member.offset = offset
+        member.offset_data = offset + _BLOCK
+        shim.offset = _data_end(member, member.offset_data)
+        return member
+    # tarfile reads this header again, from a stream that starts with it. Its first
+    # read takes the whole header, so the stream is back in step after it.
+    replay = _ReplayStream(header, stream)
+    shim.fileobj = replay
+    try:
+        # fromtarfile reads only the attributes that the shim has.
+        return tarfile.TarInfo.fromtarfile(shim)  # type: ignore[arg-type]
+    except EOFHeaderError:
+        return None
+    except (InvalidHeaderError, EmptyHeaderError, TruncatedHeaderError) as error:
+        if offset == 0:
+            reason = "empty file" if isinstance(error, EmptyHeaderError) else str(error)
+            raise tarfile.ReadError(reason) from None
+        return None
+    except SubsequentHeaderError as error:
+        raise tarfile.ReadError(str(error)) from None
+    except zlib.error as error:
+        raise tarfile.ReadError(f"zlib error: {error}") from None
+    finally:
+        shim.fileobj = stream
+
+
+class _ReplayStream:
+    """STREAM with HEADER, already read from it, put back in front."""
+
+    def __init__(self, header: bytes, stream: _TarStream) -> None:
+        self._header = header
+        self._stream = stream
+
+    def read(self, size: int) -> bytes:
+        if not self._header:
+            return self._stream.read(size)
+        data = self._header[:size]
+        self._header = self._header[size:]
+        if len(data) < size:
+            data += self._stream.read(size - len(data))
+        return data
+
+    def tell(self) -> int:
+        return self._stream.tell() - len(self._header)
+
+
+def _members(stream: _TarStream) -> Iterator[tarfile.TarInfo]:
+    """Yield the members of the tar in STREAM, skipping data that was not read."""
+    shim = _TarFileShim(stream)
+    while (member := _read_member(shim)) is not None:
+        yield member
+
+
+# Paths.
+
+
+def _member_path(name: str) -> str:
+    """Return normalize_member_path(NAME).
+
+    For a name whose components are neither empty nor start with ".", normpath
+    would only drop a trailing "/", so this drops it without calling normpath.
+    """
+    if name and name[0] not in "./" and "//" not in name and "/." not in name:
+        return name[:-1] if name[-1] == "/" else name
+    return normalize_member_path(name)
+
+
+# The layer.
+
+
+def _apply_members(
+    stream: _TarStream,
+    stack: FileSystemStack,
+    layer_index: int,
+    keep_entries: bool,
+) -> list[LayerEntry]:
+    entries: list[LayerEntry] = []
+    for member in _members(stream):
+        if not keep_entries:
+            stack.apply(member)
+            continue
+        path = _member_path(member.name)
+        digest = None
+        if member.isreg() and member.sparse is None:
+            digest = stream.sha256(member.size)
+        entry = make_entry(layer_index, path, member, digest)
+        stack.apply(member, entry)
+        if path:
+            entries.append(entry)
+    return entries
 
 
 def read_layer(
@@ -98,34 +670,25 @@ def read_layer(
     """
     counts = stack.begin_layer()
     layer_index = len(stack.layers) - 1
-    entries: list[LayerEntry] = []
-    blob_hasher = _HashingReader(source)
-    blob = io.BufferedReader(blob_hasher, _CHUNK_BYTES)
+    blob = _BlobReader(source)
+    threaded: _ThreadedChunks | None = None
     try:
-        uncompressed = _decompressed(blob)
-        tar_hasher = _HashingReader(uncompressed)
-        tar_stream = io.BufferedReader(tar_hasher, _CHUNK_BYTES)
-        with tarfile.open(
-            fileobj=tar_stream,
-            mode="r|",
-            bufsize=_CHUNK_BYTES,
-            errors="surrogateescape",
-        ) as layer_tar:
-            for member in layer_tar:
-                if not keep_entries:
-                    stack.apply(member)
-                    continue
-                path = normalize_member_path(member.name)
-                digest = None
-                if member.isreg() and not member.issparse():
-                    digest = content_sha256(layer_tar.extractfile(member))
-                entry = make_entry(layer_index, path, member, digest)
-                stack.apply(member, entry)
-                if path:
-                    entries.append(entry)
+        decoding = _decoding(blob)
+        items = decoding.items
+        if blob.bytes_read >= _READ_BYTES:
+            threaded = _ThreadedChunks(items)
+            items = threaded
+        if decoding.gzip:
+            chunks = _check_gzip_trailers(items)
+        else:
+            # Only gzip yields trailers.
+            chunks = (item for item in items if isinstance(item, bytes))
+        # A plain blob is its own tar, so its blob digest is its diff_id.
+        tar_digest = hashlib.sha256() if decoding.compressed else None
+        stream = _TarStream(chunks, tar_digest)
+        entries = _apply_members(stream, stack, layer_index, keep_entries)
         # Zero blocks after the end-of-archive marker belong to the diff_id too.
-        _drain(tar_stream)
-        _drain(blob)
+        stream.drain()
     except PathEscapesRoot as error:
         raise ImageInvalid(
             f"layer {blob_name!r} in {archive!r} has a path outside the root: "
@@ -147,11 +710,15 @@ def read_layer(
             f"layer {blob_name!r} in {archive!r} cannot be read: {error}; the archive "
             "is truncated or corrupt, export the image again"
         ) from error
+    finally:
+        if threaded is not None:
+            threaded.close()
+    diff_id = (tar_digest if tar_digest is not None else blob.digest).hexdigest()
     return LayerStream(
-        blob_digest="sha256:" + blob_hasher.digest.hexdigest(),
-        blob_bytes=blob_hasher.bytes_read,
-        diff_id="sha256:" + tar_hasher.digest.hexdigest(),
-        tar_bytes=tar_hasher.bytes_read,
+        blob_digest="sha256:" + blob.digest.hexdigest(),
+        blob_bytes=blob.bytes_read,
+        diff_id="sha256:" + diff_id,
+        tar_bytes=stream.bytes_total,
         counts=counts,
         entries=entries,
     )

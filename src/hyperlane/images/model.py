@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hyperlane.images.duplicates import DuplicateReport
+from hyperlane.images.efficiency import DiveEfficiency
+from hyperlane.images.junk import JunkReport
+from hyperlane.images.largest import LargeFile
+from hyperlane.images.metadata import MetadataReport
+from hyperlane.images.pull import PullEstimate
+
 
 @dataclass(frozen=True)
 class ImageConfig:
@@ -81,10 +88,25 @@ class ImageAnalysis:
     hidden_percent: float
     # Non-directory entries in the final stacked file system.
     files_total: int
+    # Paths of the sparse regular files (GNU tar's sparse formats) in any layer,
+    # sorted. Their sizes are the apparent sizes from the headers, holes included.
+    sparse_files: list[str]
     # Size of the archive file, or of all files under an OCI layout directory.
     archive_bytes: int
     # Length of the config blob.
     config_bytes: int
+    # dive 0.13.1's efficiency, wasted bytes and inefficient paths, for comparison.
+    dive: DiveEfficiency
+    # Regular-file contents that the layers store more than once.
+    duplicates: DuplicateReport
+    # Files that a layer copies again only to change their mode, uid or gid.
+    metadata_changes: MetadataReport
+    # Caches, docs and build leftovers per category, visible and hidden.
+    junk: JunkReport
+    # The largest regular files of the final file system, largest first.
+    largest_files: list[LargeFile]
+    # Download size and time of a pull at a given bandwidth, estimated.
+    pull: PullEstimate
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields, layers and config included, as a JSON-ready dict."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -80,11 +81,27 @@ def normalize_member_path(name: str) -> str:
     return normalized
 
 
-def _count_files(node: _Node) -> int:
-    """Return the number of non-directory entries in NODE's subtree."""
-    if node.children is None:
-        return 1
-    return sum(_count_files(child) for child in node.children.values())
+def _check_symlink(path: str, member: tarfile.TarInfo) -> None:
+    """Raise PathEscapesRoot if MEMBER, a symlink at PATH, leads outside the root.
+
+    The target is joined to the symlink's directory, an absolute target included,
+    as the tar extractor in Docker's pkg/archive joins it before it rejects a layer
+    with "invalid symlink". So "/usr/lib" from "etc/x" stays inside the root, while
+    "../../etc" from "a/x" and "/../etc" from "x" lead outside it.
+    """
+    directory = posixpath.dirname(path)
+    joined = f"{directory}/{member.linkname}" if directory else member.linkname
+    try:
+        normalize_member_path(joined)
+    except PathEscapesRoot as error:
+        raise PathEscapesRoot(f"symlink {member.name} -> {member.linkname}") from error
+
+
+def _walk(node: _Node, path: str) -> Iterator[tuple[str, _Node]]:
+    """Yield NODE at PATH and every node under it with its path."""
+    yield path, node
+    for name, child in (node.children or {}).items():
+        yield from _walk(child, f"{path}/{name}" if path else name)
 
 
 class FileSystemStack:
@@ -93,6 +110,11 @@ class FileSystemStack:
     def __init__(self) -> None:
         self._root = _Node(layer_index=-1, children={})
         self._layers: list[LayerCounts] = []
+        # Paths of lower files and directories that the current layer removed. A
+        # later entry of the same layer at one of these paths modifies it, so the
+        # counts do not depend on where the whiteout sits in the tar.
+        self._removed_files: set[str] = set()
+        self._removed_directories: set[str] = set()
 
     @property
     def layers(self) -> list[LayerCounts]:
@@ -102,6 +124,8 @@ class FileSystemStack:
         """Start the next layer and return its counters."""
         counts = LayerCounts()
         self._layers.append(counts)
+        self._removed_files.clear()
+        self._removed_directories.clear()
         return counts
 
     @property
@@ -111,8 +135,8 @@ class FileSystemStack:
     def apply(self, member: tarfile.TarInfo, entry: LayerEntry | None = None) -> None:
         """Apply one tar member of the current layer, ENTRY being its record.
 
-        Raises PathEscapesRoot for a member or hard link path outside the root and
-        LookupError for a hard link whose target does not exist.
+        Raises PathEscapesRoot for a member path, hard link target or symlink target
+        outside the root and LookupError for a hard link whose target does not exist.
         """
         counts = self._layers[-1]
         counts.entries += 1
@@ -122,18 +146,20 @@ class FileSystemStack:
         parent_path, _, base = path.rpartition("/")
         parent = self._directory(parent_path)
         if base == OPAQUE_MARKER:
-            counts.files_removed += self._remove_lower(parent)
+            counts.files_removed += self._remove_lower(parent, parent_path)
             return
         if base.startswith(WHITEOUT_PREFIX):
             # Other ".wh..wh." names are AUFS bookkeeping that hides nothing.
             if not base.startswith(WHITEOUT_PREFIX * 2):
-                self._whiteout(parent, base[len(WHITEOUT_PREFIX) :])
+                self._whiteout(parent, parent_path, base[len(WHITEOUT_PREFIX) :])
             return
         if member.isdir():
             self._put_directory(parent, base)
             return
+        if member.issym():
+            _check_symlink(path, member)
         inode = self._inode_for(member, entry)
-        self._put_file(parent, base, inode, entry)
+        self._put_file(parent, path, inode, entry)
 
     def _directory(self, path: str) -> _Node:
         """Return the directory node at PATH, creating missing ones in this layer."""
@@ -160,17 +186,25 @@ class FileSystemStack:
         return node
 
     def _put_file(
-        self, parent: _Node, name: str, inode: _Inode, entry: LayerEntry | None
+        self, parent: _Node, path: str, inode: _Inode, entry: LayerEntry | None
     ) -> None:
         assert parent.children is not None
         counts = self._layers[-1]
+        name = path.rpartition("/")[2]
         existing = parent.children.get(name)
-        if existing is None:
+        if existing is None and path in self._removed_files:
+            # A lower file that this layer removed earlier is replaced after all.
+            self._removed_files.discard(path)
+            counts.files_removed -= 1
+            counts.files_modified += 1
+        elif existing is None and path in self._removed_directories:
+            counts.files_modified += 1
+        elif existing is None:
             counts.files_added += 1
         elif existing.layer_index < self._current:
             counts.files_modified += 1
             if existing.is_dir:
-                counts.files_removed += self._remove_lower(existing)
+                counts.files_removed += self._remove_lower(existing, path)
         parent.children[name] = _Node(
             layer_index=self._current, inode=inode, entry=entry
         )
@@ -178,7 +212,12 @@ class FileSystemStack:
     def _inode_for(self, member: tarfile.TarInfo, entry: LayerEntry | None) -> _Inode:
         counts = self._layers[-1]
         if member.islnk():
-            target_path = normalize_member_path(member.linkname)
+            try:
+                target_path = normalize_member_path(member.linkname)
+            except PathEscapesRoot as error:
+                raise PathEscapesRoot(
+                    f"hard link {member.name} -> {member.linkname}"
+                ) from error
             target = self._lookup(target_path)
             if target is None or target.inode is None:
                 raise LookupError(member.linkname)
@@ -206,31 +245,44 @@ class FileSystemStack:
             node = child
         return node
 
-    def _whiteout(self, parent: _Node, name: str) -> None:
+    def _whiteout(self, parent: _Node, parent_path: str, name: str) -> None:
         assert parent.children is not None
         counts = self._layers[-1]
         target = parent.children.get(name)
         if target is None:
             return
+        path = f"{parent_path}/{name}" if parent_path else name
         if target.layer_index < self._current:
-            counts.files_removed += _count_files(target)
+            counts.files_removed += self._record_removed(target, path)
             del parent.children[name]
         elif target.is_dir:
             # The directory was recreated in this layer, so only its lower
             # entries go.
-            counts.files_removed += self._remove_lower(target)
+            counts.files_removed += self._remove_lower(target, path)
 
-    def _remove_lower(self, directory: _Node) -> int:
+    def _remove_lower(self, directory: _Node, path: str) -> int:
         """Remove the entries of lower layers under DIRECTORY, return the file count."""
         assert directory.children is not None
         removed = 0
         for name, child in list(directory.children.items()):
+            child_path = f"{path}/{name}" if path else name
             if child.layer_index < self._current:
-                removed += _count_files(child)
+                removed += self._record_removed(child, child_path)
                 del directory.children[name]
             elif child.is_dir:
-                removed += self._remove_lower(child)
+                removed += self._remove_lower(child, child_path)
         return removed
+
+    def _record_removed(self, node: _Node, path: str) -> int:
+        """Note the lower paths under NODE as removed, return their file count."""
+        files = 0
+        for removed_path, removed in _walk(node, path):
+            if removed.is_dir:
+                self._removed_directories.add(removed_path)
+            else:
+                self._removed_files.add(removed_path)
+                files += 1
+        return files
 
     def visible_inodes(self) -> tuple[int, set[int]]:
         """Return the count of visible non-directory paths and their inode ids."""

@@ -14,7 +14,7 @@ from hyperlane.errors import UsageError
 
 # Semantic version of every JSON document Hyperlane writes. Adding fields bumps the
 # minor version; renaming or removing one bumps the major version.
-SCHEMA_VERSION = "0.1.0"
+SCHEMA_VERSION = "0.2.0"
 
 
 def document_header(kind: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from hyperlane.report.image_findings import findings_table
 from hyperlane.units import format_bytes, format_seconds
 
 # Characters of a layer's history command shown in the table; report.json keeps all.
@@ -206,6 +207,16 @@ def render_audit(document: dict[str, Any], console: Console) -> None:
         console.print("Deploy files: " + ", ".join(files))
 
 
+def _dive_text(dive: dict[str, Any]) -> Text:
+    user = dive.get("user_wasted_percent")
+    user_text = "undefined (one layer)" if user is None else f"{user:.2f} %"
+    return Text(
+        f"dive-compatible (computed as dive 0.13 does): efficiency "
+        f"{dive['efficiency'] * 100:.2f} %, wasted {format_bytes(dive['wasted_bytes'])}"
+        f", user wasted {user_text}"
+    )
+
+
 def _print_gates(ci: dict[str, Any], console: Console) -> None:
     gates = ci.get("gates") or []
     if not gates:
@@ -228,7 +239,13 @@ def render_image(document: dict[str, Any], console: Console) -> None:
     else:
         origin = f"{source.get('kind', 'archive')} {source.get('value', '')}".strip()
     console.print(_image_summary(image))
+    dive = image.get("dive")
+    if dive is not None:
+        console.print(_dive_text(dive))
     console.print(_image_table(image, origin))
+    findings = findings_table(image)
+    if findings is not None:
+        console.print(findings)
     if "ci" in document:
         _print_gates(document["ci"], console)
 

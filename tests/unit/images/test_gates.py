@@ -117,6 +117,32 @@ def test_missing_figure_fails() -> None:
     assert "no dive.efficiency figure" in gate.message
 
 
+def test_single_layer_percent_undefined() -> None:
+    settings = _settings(max_dive_wasted_percent="10")
+    image = _image(
+        dive={"wasted_bytes": 0, "user_wasted_percent": None, "user_size_bytes": 0}
+    )
+    gate = evaluate_image_gates(image, settings)[-1]
+    assert gate.name == "max_dive_wasted_percent"
+    assert gate.value is None
+    assert gate.passed
+    assert "undefined" in gate.message
+
+
+def test_percent_above_hundred_fails() -> None:
+    # A rewritten base-layer file can waste more than the user layers hold.
+    settings = _settings(max_dive_wasted_percent="10")
+    image = _image(
+        dive={
+            "wasted_bytes": 4 * MIB,
+            "user_wasted_percent": 433.0,
+            "user_size_bytes": MIB,
+        }
+    )
+    gate = evaluate_image_gates(image, settings)[-1]
+    assert not gate.passed
+
+
 @pytest.mark.parametrize(
     ("name", "text"),
     [

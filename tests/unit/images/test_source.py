@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hyperlane.errors import UsageError
+from hyperlane.errors import ImageInvalid, UsageError
 from hyperlane.images import ImageSource, analyze_archive, parse_source
 from tests.unit.images.builders import (
+    docker25_archive_members,
     docker_archive_members,
     file,
     layer_tar,
@@ -140,3 +141,16 @@ def test_parse_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     archive = write_tar(tmp_path / "x.tar", docker_archive_members([LAYER]))
     assert parse_source("~/x.tar") == ImageSource("docker-archive", str(archive))
     assert parse_source("oci-archive:~/x.tar").value == str(archive)
+
+
+def test_parse_docker25_archive(tmp_path: Path) -> None:
+    # manifest.json decides, although the tar is also a complete OCI layout.
+    path = write_tar(tmp_path / "image.tar", docker25_archive_members([LAYER]))
+    assert parse_source(str(path)) == ImageSource("docker-archive", str(path))
+
+
+def test_parse_truncated_archive(tmp_path: Path) -> None:
+    path = write_tar(tmp_path / "image.tar", docker_archive_members([LAYER]))
+    path.write_bytes(path.read_bytes()[:700])
+    with pytest.raises(ImageInvalid, match="is truncated or corrupt: it ends inside"):
+        parse_source(str(path))

@@ -1,0 +1,132 @@
+"""Regular-file contents that an image's layers store more than once.
+
+A copy is one regular-file member of a layer tar. Hard links share their target's
+content, so every name of one inode is a single copy. Copies are grouped by the
+SHA-256 of their content, which the layer pass computed while streaming.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hyperlane.images.entries import EntryKind, LayerEntry
+from hyperlane.images.stacking import VisibleFile
+
+# Groups listed in a report; the totals count every group.
+TOP_GROUPS = 20
+
+
+@dataclass(frozen=True)
+class DuplicateCopy:
+    """One stored copy of a content: a regular-file member of a layer."""
+
+    layer_index: int
+    path: str
+    # True when the final file system shows this copy, at its own path or through
+    # a hard link to it.
+    visible: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """The copies of one content that the layers store more than once."""
+
+    # Hex SHA-256 of the content.
+    sha256: str
+    # Size of one copy.
+    size_bytes: int
+    # Bytes beyond the first copy: (copies - 1) * size_bytes.
+    wasted_bytes: int
+    # Bottom layer first, then archive order within a layer.
+    copies: list[DuplicateCopy]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields, copies included, as a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    """Contents stored more than once, the largest groups and the totals."""
+
+    # At most TOP_GROUPS groups, most wasted bytes first.
+    groups: list[DuplicateGroup]
+    # Contents stored more than once, including the groups left out of `groups`.
+    group_count: int
+    # Bytes beyond the first copy of each content, over all groups.
+    duplicate_bytes: int
+    # Part of duplicate_bytes that the final file system shows: per group, the
+    # visible copies beyond the first visible one.
+    visible_duplicate_bytes: int
+    # The rest of duplicate_bytes: copies that later layers delete or overwrite.
+    hidden_duplicate_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields, groups included, as a JSON-ready dict."""
+        return asdict(self)
+
+
+def find_duplicates(
+    layer_entries: Sequence[Sequence[LayerEntry]],
+    visible_files: Sequence[VisibleFile],
+    limit: int = TOP_GROUPS,
+) -> DuplicateReport:
+    """Group the regular-file records of LAYER_ENTRIES by content hash.
+
+    Empty files and sparse files (whose content is not hashed) never count.
+    VISIBLE_FILES decides which copies the final file system shows.
+    """
+    visible_ids = {id(visible.content) for visible in visible_files}
+    copies_by_digest: dict[bytes, list[LayerEntry]] = {}
+    for entries in layer_entries:
+        for entry in entries:
+            if entry.kind is not EntryKind.FILE or entry.size_bytes == 0:
+                continue
+            if entry.content_sha256 is None:
+                continue
+            copies_by_digest.setdefault(entry.content_sha256, []).append(entry)
+
+    # (wasted bytes, hex digest, records) per group; records become DuplicateCopy
+    # objects only for the groups that the report lists.
+    candidates: list[tuple[int, str, list[LayerEntry]]] = []
+    duplicate_total = 0
+    visible_total = 0
+    for digest, records in copies_by_digest.items():
+        if len(records) < 2:
+            continue
+        size = records[0].size_bytes
+        visible_count = sum(id(record) in visible_ids for record in records)
+        wasted = (len(records) - 1) * size
+        duplicate_total += wasted
+        visible_total += max(visible_count - 1, 0) * size
+        candidates.append((wasted, digest.hex(), records))
+
+    top = heapq.nsmallest(limit, candidates, key=lambda item: (-item[0], item[1]))
+    groups = [
+        DuplicateGroup(
+            sha256=hex_digest,
+            size_bytes=records[0].size_bytes,
+            wasted_bytes=wasted,
+            copies=[
+                DuplicateCopy(
+                    record.layer_index, record.path, id(record) in visible_ids
+                )
+                for record in records
+            ],
+        )
+        for wasted, hex_digest, records in top
+    ]
+    return DuplicateReport(
+        groups=groups,
+        group_count=len(candidates),
+        duplicate_bytes=duplicate_total,
+        visible_duplicate_bytes=visible_total,
+        hidden_duplicate_bytes=duplicate_total - visible_total,
+    )

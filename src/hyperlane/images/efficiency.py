@@ -1,0 +1,381 @@
+"""Dive's image efficiency figures, computed from the layer records as dive 0.13.1 does.
+
+dive (github.com/wagoodman/dive, v0.13.1: dive/filetree/efficiency.go,
+dive/image/image.go, dive/image/docker/image_archive.go) builds one tree per layer
+tar and visits the leaf nodes of each tree, so these figures follow its rules:
+
+- A layer's tree has a node for every member path and for every parent directory
+  of one. Opaque markers and other names that start with ".wh..wh." get no node,
+  but their parent directories do.
+- A leaf is a node without children in that layer: a file, symlink, hard link,
+  device, whiteout, or a directory that the layer lists without any entry under it.
+- A visit of a leaf adds its tar header size to the path's totals. A whiteout adds
+  the subtree size of the hidden path in the tree of the lower layers stacked, if
+  that node is a directory, and 0 otherwise.
+- Efficiency is the sum over paths of the smallest visit over the sum of all
+  visits. Wasted bytes are the sum of all visits to paths visited at least twice,
+  so the copy that stays visible counts too.
+
+The stacking uses dive's rules, not the OCI ones that FileSystemStack applies:
+opaque markers hide nothing, and a directory that a layer only implies (it contains
+an entry but has no member of its own) replaces the lower directory's header with
+an empty one, which is not a directory. A whiteout of such a path adds 0 bytes.
+
+Where dive re-stacks every lower layer for each whiteout, this module keeps one
+stacked tree and updates it after each layer, so the work is linear in the number
+of entries, except where a whiteout aborts a layer (see _layer_visits).
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hyperlane.images.entries import EntryKind, LayerEntry
+from hyperlane.images.stacking import OPAQUE_MARKER, WHITEOUT_PREFIX
+
+# dive 0.13.1 lists every inefficient path; the report keeps the largest ones.
+INEFFICIENT_FILES_LISTED = 20
+# dive's trees never get a node whose name starts with this prefix.
+_SKIPPED_PREFIX = WHITEOUT_PREFIX * 2
+
+
+@dataclass(frozen=True)
+class InefficientFile:
+    """A path that two or more leaf visits touch, an entry of dive's fileReference."""
+
+    # Absolute path as dive prints it, with a leading "/".
+    path: str
+    # Leaf nodes at the path over all layers, the visible one included.
+    count: int
+    # Sum of the bytes of those visits.
+    cumulative_bytes: int
+
+
+@dataclass(frozen=True)
+class DiveEfficiency:
+    """The figures that dive 0.13.1 reports for an image."""
+
+    # Sum of each path's smallest visit over the sum of all visits, 1.0 when no
+    # visit has bytes. dive's JSON `image.efficiencyScore`. It is below 0 only
+    # through an aborted layer, which counts -1 byte (see _layer_visits).
+    efficiency: float
+    # Cumulative bytes of all inefficient paths. dive's JSON
+    # `image.inefficientBytes`.
+    wasted_bytes: int
+    # wasted_bytes over user_size_bytes, in percent, and above 100 when the base
+    # layer's files are rewritten. dive keeps it as a 0..1 ratio, prints it times
+    # 100 with `--ci` and leaves it out of its `--json` export. None when
+    # user_size_bytes is 0, where dive prints NaN or +Inf.
+    user_wasted_percent: float | None
+    # Header sizes of all layers but the first. dive keeps it in memory only.
+    user_size_bytes: int
+    # Header sizes of all layers. dive's JSON `image.sizeBytes`.
+    size_bytes: int
+    # Paths that at least two leaf visits touch, zero-byte ones included.
+    inefficient_file_count: int
+    # The largest inefficient paths by cumulative_bytes, at most
+    # INEFFICIENT_FILES_LISTED, ties by path.
+    inefficient_files: list[InefficientFile] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-ready dict."""
+        return asdict(self)
+
+
+class _Node:
+    """A node of a dive tree: the header fields dive reads and the child nodes."""
+
+    __slots__ = ("children", "is_dir", "size_bytes")
+
+    def __init__(self, size_bytes: int = 0, is_dir: bool = False) -> None:
+        # A node that only a deeper path implies keeps dive's empty header: 0, False.
+        self.size_bytes = size_bytes
+        self.is_dir = is_dir
+        self.children: dict[str, _Node] = {}
+
+
+@dataclass
+class _PathTotals:
+    """The visits of one path, as dive's EfficiencyData counts them."""
+
+    cumulative_bytes: int = 0
+    # -1 until the first visit, as in dive, and still -1 for a path whose only
+    # visit aborted its layer.
+    minimum_bytes: int = -1
+    count: int = 0
+
+    def add(self, size_bytes: int) -> None:
+        self.cumulative_bytes += size_bytes
+        if self.minimum_bytes < 0 or size_bytes < self.minimum_bytes:
+            self.minimum_bytes = size_bytes
+        self.count += 1
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    # Names from the root, a whiteout's name with its ".wh." prefix.
+    names: tuple[str, ...]
+    node: _Node
+
+
+def _header_names(entry: LayerEntry) -> list[str]:
+    """Return the components of ENTRY's member name, as dive adds it to the tree."""
+    if entry.kind is EntryKind.WHITEOUT:
+        parent, _, base = entry.path.rpartition("/")
+        names = parent.split("/") if parent else []
+        return [*names, WHITEOUT_PREFIX + base]
+    names = entry.path.split("/")
+    if entry.kind is EntryKind.OPAQUE:
+        return [*names, OPAQUE_MARKER] if entry.path else [OPAQUE_MARKER]
+    return names
+
+
+def _is_dir(entry: LayerEntry) -> bool:
+    # Go's tar.Header.FileInfo().IsDir() also reads the mode's file type bits.
+    return entry.kind is EntryKind.DIRECTORY or stat.S_ISDIR(entry.mode)
+
+
+def _layer_tree(entries: Sequence[LayerEntry]) -> _Node:
+    """Build dive's tree of one layer from its records in archive order."""
+    root = _Node(is_dir=True)
+    for entry in entries:
+        node = root
+        complete = True
+        for name in _header_names(entry):
+            child = node.children.get(name)
+            if child is None:
+                if name.startswith(_SKIPPED_PREFIX):
+                    complete = False
+                    break
+                child = _Node()
+                node.children[name] = child
+            node = child
+        if complete:
+            # A later member at the same path replaces the header, not the children.
+            node.size_bytes = entry.size_bytes
+            node.is_dir = _is_dir(entry)
+    return root
+
+
+def _walk(root: _Node) -> Iterator[tuple[tuple[str, ...], _Node, _Node]]:
+    """Yield the names, node and parent of every node under ROOT, in no fixed order."""
+    pending: list[tuple[tuple[str, ...], _Node]] = [((), root)]
+    while pending:
+        names, node = pending.pop()
+        for name, child in node.children.items():
+            child_names = (*names, name)
+            yield child_names, child, node
+            pending.append((child_names, child))
+
+
+def _copy_tree(root: _Node) -> _Node:
+    copy = _Node(root.size_bytes, root.is_dir)
+    pending = [(root, copy)]
+    while pending:
+        source, target = pending.pop()
+        for name, child in source.children.items():
+            child_copy = _Node(child.size_bytes, child.is_dir)
+            target.children[name] = child_copy
+            pending.append((child, child_copy))
+    return copy
+
+
+def _subtree_bytes(node: _Node) -> int:
+    total = 0
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        total += current.size_bytes
+        pending.extend(current.children.values())
+    return total
+
+
+def _sort_key(names: tuple[str, ...]) -> tuple[bytes, ...]:
+    # Go's sort.Strings compares bytes, and member names may hold surrogate escapes.
+    return tuple(name.encode("utf-8", "surrogateescape") for name in names)
+
+
+class _DiveStack:
+    """The lower layers stacked by the rules of dive's FileTree.Stack."""
+
+    def __init__(self) -> None:
+        self.root = _Node(is_dir=True)
+
+    def lookup(self, names: Sequence[str]) -> _Node | None:
+        node = self.root
+        for name in names:
+            # dive's GetNode skips empty components of the path it splits.
+            if not name:
+                continue
+            child = node.children.get(name)
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def apply(self, layer: _Node) -> None:
+        """Stack LAYER on top, as dive's Stack does in its sorted depth-first order.
+
+        Whiteouts and additions commute, except a whiteout ".wh.X" and the layer's
+        own subtree at X: dive visits siblings in byte order, so it removes X and
+        then adds the subtree when ".wh.X" sorts first, and the reverse otherwise.
+        """
+        removals_first: list[tuple[str, ...]] = []
+        removals_last: list[tuple[str, ...]] = []
+        for names, _, parent in _walk(layer):
+            name = names[-1]
+            if not name.startswith(WHITEOUT_PREFIX):
+                continue
+            target = name[len(WHITEOUT_PREFIX) :]
+            hidden = (*names[:-1], target)
+            replaced = target in parent.children
+            if replaced and _sort_key((target,)) < _sort_key((name,)):
+                removals_last.append(hidden)
+            else:
+                removals_first.append(hidden)
+        for hidden in removals_first:
+            self._remove(hidden)
+        self._add(layer)
+        for hidden in removals_last:
+            self._remove(hidden)
+
+    def _remove(self, names: tuple[str, ...]) -> None:
+        parent = self.lookup(names[:-1])
+        if parent is not None:
+            # A missing target is an error that dive logs and skips.
+            parent.children.pop(names[-1], None)
+
+    def _add(self, layer: _Node) -> None:
+        pending = [(layer, self.root)]
+        while pending:
+            source, target = pending.pop()
+            for name, child in source.children.items():
+                existing = target.children.get(name)
+                if existing is None:
+                    existing = _Node()
+                    target.children[name] = existing
+                if not name.startswith(WHITEOUT_PREFIX):
+                    # A whiteout node is never added, but its children imply it.
+                    existing.size_bytes = child.size_bytes
+                    existing.is_dir = child.is_dir
+                pending.append((child, existing))
+
+
+def _visit_path(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the names of the path that dive counts a leaf under.
+
+    dive's FileNode.Path strips the ".wh." prefix of the node's own name only.
+    """
+    name = names[-1]
+    if name.startswith(WHITEOUT_PREFIX):
+        return (*names[:-1], name[len(WHITEOUT_PREFIX) :])
+    return names
+
+
+def _path_text(names: tuple[str, ...]) -> str:
+    return ("/" + "/".join(names)).replace("//", "/")
+
+
+def _layer_visits(
+    layer: _Node, stack: _DiveStack
+) -> tuple[list[tuple[str, int]], str | None]:
+    """Return the (path, bytes) visits of LAYER's leaves and the path that aborted it.
+
+    dive visits leaves depth first in byte order, and a whiteout whose path the
+    lower stack lacks returns an error that ends the visits of its layer. The path
+    of that whiteout still gets totals, whose minimum stays -1. The order matters
+    only then, so only a layer with such a whiteout gets its leaves sorted.
+    """
+    leaves = [
+        _Leaf(names, node) for names, node, _ in _walk(layer) if not node.children
+    ]
+    visits: list[tuple[_Leaf, int | None]] = []
+    aborted = False
+    for leaf in leaves:
+        size_bytes: int | None = leaf.node.size_bytes
+        if leaf.names[-1].startswith(WHITEOUT_PREFIX):
+            hidden = stack.lookup(_visit_path(leaf.names))
+            if hidden is None:
+                size_bytes = None
+                aborted = True
+            else:
+                size_bytes = _subtree_bytes(hidden) if hidden.is_dir else 0
+        visits.append((leaf, size_bytes))
+    if aborted:
+        visits.sort(key=lambda visit: _sort_key(visit[0].names))
+    counted: list[tuple[str, int]] = []
+    for leaf, size_bytes in visits:
+        path = _path_text(_visit_path(leaf.names))
+        if size_bytes is None:
+            return counted, path
+        counted.append((path, size_bytes))
+    return counted, None
+
+
+def compute_dive_efficiency(
+    layer_entries: Sequence[Sequence[LayerEntry]],
+) -> DiveEfficiency:
+    """Compute dive 0.13.1's figures from each layer's records, bottom layer first.
+
+    Layer sizes are the sums of the records' size_bytes, which are dive's header
+    sizes for every member but a hard link or whiteout whose header claims bytes.
+    """
+    # NOTE: dive rejects a layer tar that contains a PAX global header, so it reports
+    # nothing for such an image, while these figures are still computed.
+    totals: dict[str, _PathTotals] = {}
+    stack = _DiveStack()
+    for index, entries in enumerate(layer_entries):
+        layer = _layer_tree(entries)
+        if index == 0:
+            # dive's StackTreeRange starts from a copy of the first tree, so the
+            # whiteouts of the first layer are looked up in that layer itself.
+            stack.root = _copy_tree(layer)
+        visits, aborted_path = _layer_visits(layer, stack)
+        for path, size_bytes in visits:
+            totals.setdefault(path, _PathTotals()).add(size_bytes)
+        if aborted_path is not None:
+            totals.setdefault(aborted_path, _PathTotals())
+        stack.apply(layer)
+
+    minimum_sum = sum(path.minimum_bytes for path in totals.values())
+    cumulative_sum = sum(path.cumulative_bytes for path in totals.values())
+    # float() of each sum, as dive's Go code converts them before dividing.
+    efficiency = 1.0
+    if cumulative_sum:
+        efficiency = float(minimum_sum) / float(cumulative_sum)
+
+    inefficient = [
+        InefficientFile(path, totals_.count, totals_.cumulative_bytes)
+        for path, totals_ in totals.items()
+        if totals_.count >= 2
+    ]
+    # NOTE: dive orders ties with Go's unstable sort, so equal sizes may list in
+    # another order than this path order.
+    inefficient.sort(
+        key=lambda item: (
+            -item.cumulative_bytes,
+            item.path.encode("utf-8", "surrogateescape"),
+        )
+    )
+    wasted_bytes = sum(item.cumulative_bytes for item in inefficient)
+
+    layer_sizes = [
+        sum(entry.size_bytes for entry in entries) for entries in layer_entries
+    ]
+    user_size_bytes = sum(layer_sizes[1:])
+    user_wasted_percent = None
+    if user_size_bytes:
+        # The ratio first, then times 100, as dive prints it.
+        user_wasted_percent = float(wasted_bytes) / float(user_size_bytes) * 100
+    return DiveEfficiency(
+        efficiency=efficiency,
+        wasted_bytes=wasted_bytes,
+        user_wasted_percent=user_wasted_percent,
+        user_size_bytes=user_size_bytes,
+        size_bytes=sum(layer_sizes),
+        inefficient_file_count=len(inefficient),
+        inefficient_files=inefficient[:INEFFICIENT_FILES_LISTED],
+    )

@@ -1,0 +1,204 @@
+"""Files that a layer copies again only to change their mode, uid or gid.
+
+A `RUN chown -R` or `chmod -R` step makes the storage driver copy every file it
+touches into the new layer, content and all. Such a file has the same content
+hash as the file that the lower layers already show at its path, and a different
+mode, uid or gid. Empty files copy no bytes, so they do not count.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hyperlane.images.entries import EntryKind, LayerEntry
+from hyperlane.images.stacking import normalize_member_path
+
+# Paths listed per layer, largest files first.
+EXAMPLE_PATHS = 5
+_FIELDS = ("mode", "uid", "gid")
+
+
+@dataclass(frozen=True)
+class MetadataLayer:
+    """The files that one layer copies again only for a metadata change."""
+
+    layer_index: int
+    files: int
+    # Sum of the copied files' sizes.
+    copied_bytes: int
+    # The fields among "mode", "uid" and "gid" that differ for at least one file,
+    # in that order.
+    changed: list[str]
+    # At most EXAMPLE_PATHS paths, largest files first.
+    example_paths: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MetadataReport:
+    """Metadata-only rewrites per layer and in total."""
+
+    # Only layers with at least one such file, bottom first.
+    layers: list[MetadataLayer]
+    files: int
+    copied_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields, layers included, as a JSON-ready dict."""
+        return asdict(self)
+
+
+# A directory maps names to nodes. A non-directory path maps to the record that
+# created its content: the target's record for a hard link, else its own.
+_Directory = dict[str, "_Directory | LayerEntry"]
+
+
+class _Tree:
+    """The paths of the layers replayed so far, bottom first.
+
+    This is a second, smaller replay of the stacking rules over the records, so
+    that each layer can be compared with the file system below it.
+    """
+
+    def __init__(self) -> None:
+        self._root: _Directory = {}
+
+    def lookup(self, path: str) -> LayerEntry | None:
+        node: _Directory | LayerEntry = self._root
+        for part in path.split("/"):
+            if not isinstance(node, dict):
+                return None
+            child = node.get(part)
+            if child is None:
+                return None
+            node = child
+        return None if isinstance(node, dict) else node
+
+    def _parent(self, path: str) -> tuple[_Directory, str]:
+        """Return the parent directory of PATH and its last component.
+
+        Missing parents are created, and a non-directory in their place is replaced.
+        """
+        node = self._root
+        *parents, base = path.split("/")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        return node, base
+
+    def put(self, path: str, record: LayerEntry) -> None:
+        directory, base = self._parent(path)
+        directory[base] = record
+
+    def put_directory(self, path: str) -> None:
+        directory, base = self._parent(path)
+        if not isinstance(directory.get(base), dict):
+            directory[base] = {}
+
+    def remove(self, path: str) -> None:
+        directory, base = self._parent(path)
+        directory.pop(base, None)
+
+    def clear(self, path: str) -> None:
+        if not path:
+            self._root.clear()
+            return
+        directory, base = self._parent(path)
+        if isinstance(directory.get(base), dict):
+            directory[base] = {}
+
+
+def _changed_fields(new: LayerEntry, old: LayerEntry) -> list[str]:
+    return [name for name in _FIELDS if getattr(new, name) != getattr(old, name)]
+
+
+def _metadata_only(entry: LayerEntry, tree: _Tree) -> list[str]:
+    """Return the fields that ENTRY changes if it only rewrites metadata, else []."""
+    if entry.kind is not EntryKind.FILE or entry.content_sha256 is None:
+        return []
+    if entry.size_bytes == 0:
+        return []
+    lower = tree.lookup(entry.path)
+    if lower is None or lower.kind is not EntryKind.FILE:
+        return []
+    if lower.content_sha256 != entry.content_sha256:
+        return []
+    return _changed_fields(entry, lower)
+
+
+def _apply_layer(tree: _Tree, entries: Sequence[LayerEntry]) -> None:
+    """Apply one layer: its whiteouts and opaque markers first, then its entries.
+
+    Whiteouts hide only lower entries, so applying them first lets the entries of
+    the same layer stay, wherever the markers sit in the tar.
+    """
+    for entry in entries:
+        if entry.kind is EntryKind.WHITEOUT:
+            tree.remove(entry.path)
+        elif entry.kind is EntryKind.OPAQUE:
+            tree.clear(entry.path)
+    for entry in entries:
+        if entry.kind is EntryKind.DIRECTORY:
+            tree.put_directory(entry.path)
+        elif entry.kind is EntryKind.HARDLINK:
+            assert entry.link_target is not None
+            # NOTE: the target is looked up after this layer's whiteouts, so a
+            # link to a lower file that the same layer deletes later in its tar
+            # is dropped here, although the stacking keeps it.
+            target = tree.lookup(normalize_member_path(entry.link_target))
+            if target is not None:
+                tree.put(entry.path, target)
+        elif entry.kind not in (EntryKind.WHITEOUT, EntryKind.OPAQUE):
+            tree.put(entry.path, entry)
+
+
+def _layer_report(
+    layer_index: int, copies: list[LayerEntry], changed: set[str]
+) -> MetadataLayer:
+    largest = heapq.nsmallest(
+        EXAMPLE_PATHS, copies, key=lambda entry: (-entry.size_bytes, entry.path)
+    )
+    return MetadataLayer(
+        layer_index=layer_index,
+        files=len(copies),
+        copied_bytes=sum(entry.size_bytes for entry in copies),
+        changed=[name for name in _FIELDS if name in changed],
+        example_paths=[entry.path for entry in largest],
+    )
+
+
+def find_metadata_changes(
+    layer_entries: Sequence[Sequence[LayerEntry]],
+) -> MetadataReport:
+    """Find the files of each layer that only change the mode, uid or gid.
+
+    Each regular file is compared with what the layers below show at its path
+    before this layer applies, hard links resolved to their target's record.
+    """
+    tree = _Tree()
+    layers: list[MetadataLayer] = []
+    for layer_index, entries in enumerate(layer_entries):
+        copies: list[LayerEntry] = []
+        changed: set[str] = set()
+        for entry in entries:
+            fields = _metadata_only(entry, tree)
+            if fields:
+                copies.append(entry)
+                changed.update(fields)
+        if copies:
+            layers.append(_layer_report(layer_index, copies, changed))
+        _apply_layer(tree, entries)
+    return MetadataReport(
+        layers=layers,
+        files=sum(layer.files for layer in layers),
+        copied_bytes=sum(layer.copied_bytes for layer in layers),
+    )
