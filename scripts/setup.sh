@@ -9,9 +9,12 @@ log_dir=/var/log/hyperlane
 mkdir -p "$log_dir"
 
 need_packages=()
-# nginx and wrk are the peers that load tests and benchmarks run beside Hyperlane.
+# nginx and wrk are the peers that load tests and benchmarks run beside Hyperlane,
+# debootstrap builds the Debian root file system of the image tests, and the
+# exporter tests scrape `hyperlane monitor` with a real Prometheus.
 for pair in podman:podman runc:runc dockerd:docker.io busybox:busybox-static \
-    curl:curl python3:python3 nginx:nginx-light wrk:wrk ; do
+    curl:curl python3:python3 nginx:nginx-light wrk:wrk debootstrap:debootstrap \
+    prometheus:prometheus ; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need_packages+=("${pair#*:}")
 done
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then

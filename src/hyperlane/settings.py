@@ -33,7 +33,7 @@ from hyperlane.units import (
 )
 
 CONFIG_FILE_NAME = "hyperlane.toml"
-KNOWN_SECTIONS = frozenset({"audit", "load", "image"})
+KNOWN_SECTIONS = frozenset({"audit", "load", "image", "top", "monitor"})
 ENV_PREFIX = "HYPERLANE_"
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 _REQUEST_PATH = re.compile(r"^/[\x21\x22\x24-\x7e]*$")
@@ -60,6 +60,10 @@ def _optional_memory_bytes(value: object) -> int | None:
 OptionalBytes = Annotated[int | None, BeforeValidator(_optional_memory_bytes)]
 OptionalPercent = Annotated[
     float | None, Field(ge=0, le=100), BeforeValidator(_off_to_none)
+]
+# dive's user wasted percent exceeds 100 when a base-layer file is rewritten.
+OptionalUnboundedPercent = Annotated[
+    float | None, Field(ge=0, allow_inf_nan=False), BeforeValidator(_off_to_none)
 ]
 OptionalRatio = Annotated[
     float | None, Field(ge=0, le=1), BeforeValidator(_off_to_none)
@@ -306,10 +310,10 @@ class ImageSettings(CommandSettings):
         description="CI gate: most dive-compatible wasted bytes (dive's "
         "highestWastedBytes); off by default.",
     )
-    max_dive_wasted_percent: OptionalPercent = Field(
+    max_dive_wasted_percent: OptionalUnboundedPercent = Field(
         None,
-        description="CI gate: most dive-compatible user wasted percent, 0 to 100 "
-        "(dive's highestUserWastedPercent times 100); off by default.",
+        description="CI gate: most dive-compatible user wasted percent (dive's "
+        "highestUserWastedPercent times 100); off by default.",
     )
     dive_wasted_percent_floor: Bytes = Field(
         2**20,
@@ -332,6 +336,97 @@ class ImageSettings(CommandSettings):
                 "lowercase, e.g. linux/arm64 or linux/arm/v7"
             )
         return value
+
+
+class TopSettings(CommandSettings):
+    """Settings of ``hyperlane top``, the live view of running containers."""
+
+    section: ClassVar[str] = "top"
+
+    interval: Seconds = Field(
+        1.0,
+        ge=0.1,
+        le=3600,
+        description="Time between refreshes, and between the two samples of --once, "
+        "e.g. 1s.",
+    )
+    sort: Literal["cpu", "memory", "name", "net", "io"] = Field(
+        "cpu",
+        description="Row order: cpu, memory, net or io (largest first), or name.",
+    )
+    once: bool = Field(
+        False,
+        description="Take two samples --interval apart, print one table (or JSON "
+        "document with --json) and exit.",
+    )
+    metrics_source: MetricsSource = Field(
+        "auto",
+        description="Where container metrics come from: cgroup files, the engine "
+        "API's stats, or auto (cgroup when the engine is local).",
+    )
+    label: list[str] = Field(
+        default_factory=list,
+        description="Show only containers with this label, 'key' or 'key=value'; "
+        "repeat the flag to require more.",
+    )
+
+
+class MonitorSettings(CommandSettings):
+    """Settings of ``hyperlane monitor``: the Prometheus exporter and the recorder."""
+
+    section: ClassVar[str] = "monitor"
+
+    interval: Seconds = Field(
+        1.0, ge=0.05, le=3600, description="Time between samples, e.g. 1s or 500ms."
+    )
+    container: list[str] = Field(
+        default_factory=list,
+        description="Monitor only this container, by name or id prefix; repeat the "
+        "flag for more (default: every running container).",
+    )
+    label: list[str] = Field(
+        default_factory=list,
+        description="Monitor only containers with this label, 'key' or 'key=value'; "
+        "repeat the flag to require more.",
+    )
+    metrics_source: MetricsSource = Field(
+        "auto",
+        description="Where container metrics come from: cgroup files, the engine "
+        "API's stats, or auto (cgroup when the engine is local).",
+    )
+    listen: str | None = Field(
+        None,
+        description="Serve Prometheus metrics with cAdvisor's names on "
+        "http://HOST:PORT/metrics, e.g. 127.0.0.1:9560 or [::1]:9560 (an empty "
+        "host means 127.0.0.1).",
+    )
+    record: Path | None = Field(
+        None,
+        description="Stream the samples to this JSON Lines recording, "
+        "zstd-compressed when the name ends in .zst.",
+    )
+    duration: Seconds | None = Field(
+        None,
+        gt=0,
+        le=31_536_000,
+        description="Stop after this long, e.g. 10m (default: run until Ctrl-C or "
+        "SIGTERM).",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Imported here because the exporter loads prometheus-client and the
+        # Docker SDK, which `hyperlane --help` must not.
+        from hyperlane.metrics.exporter import (  # noqa: PLC0415
+            format_listen_address,
+            parse_listen_address,
+        )
+
+        host, port = parse_listen_address(value)
+        return format_listen_address(host, port)
 
 
 SettingsT = TypeVar("SettingsT", bound=CommandSettings)

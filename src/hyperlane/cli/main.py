@@ -25,7 +25,13 @@ from hyperlane.cli.options import (
     with_parameters,
 )
 from hyperlane.exitcodes import ExitCode
-from hyperlane.settings import AuditSettings, ImageSettings, LoadSettings
+from hyperlane.settings import (
+    AuditSettings,
+    ImageSettings,
+    LoadSettings,
+    MonitorSettings,
+    TopSettings,
+)
 
 app = typer.Typer(
     name="hyperlane",
@@ -370,6 +376,45 @@ def report_command(
     _run(action, False)
 
 
+def top_command(**kwargs: Any) -> None:
+    """Show CPU, memory, network, block I/O and pids of running containers, live.
+
+    Refreshes every --interval. Keys c, m, n, t and i sort by CPU, memory, name,
+    network and block I/O, and q quits. --once --json prints one JSON document.
+    """
+    common, flags = _split(kwargs)
+    _configure_logging(common["verbose"], common["quiet"])
+
+    def action() -> int:
+        from hyperlane.cli.top import run_top_command
+        from hyperlane.settings import load_settings
+
+        settings = load_settings(TopSettings, flags, _config_path(common))
+        return run_top_command(settings, common["json_output"])
+
+    _run(action, common["verbose"])
+
+
+def monitor_command(**kwargs: Any) -> None:
+    """Export running containers' metrics to Prometheus and record them to a file.
+
+    Samples every --interval. --listen serves /metrics with cAdvisor's names, and
+    --record streams the samples to a file for later sizing. Runs until
+    --duration ends or Ctrl-C (SIGINT) or SIGTERM, which close the recording.
+    """
+    common, flags = _split(kwargs)
+    _configure_logging(common["verbose"], common["quiet"])
+
+    def action() -> int:
+        from hyperlane.cli.monitor import run_monitor_command
+        from hyperlane.settings import load_settings
+
+        settings = load_settings(MonitorSettings, flags, _config_path(common))
+        return run_monitor_command(settings, common["json_output"], common["quiet"])
+
+    _run(action, common["verbose"])
+
+
 def _argument(name: str, annotation: Any, default: Any, help_text: str) -> Any:
     import inspect
 
@@ -418,6 +463,16 @@ app.command("load")(
 )
 app.command("merge")(merge_command)
 app.command("report")(report_command)
+app.command("top")(
+    with_parameters(
+        top_command, [*settings_parameters(TopSettings), *COMMON_PARAMETERS]
+    )
+)
+app.command("monitor")(
+    with_parameters(
+        monitor_command, [*settings_parameters(MonitorSettings), *COMMON_PARAMETERS]
+    )
+)
 
 
 def run() -> None:

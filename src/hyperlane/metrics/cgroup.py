@@ -3,11 +3,17 @@
 Works on cgroup v1 (one hierarchy per controller under the cgroup root, as on hybrid
 hosts) and on cgroup v2 (a single unified hierarchy). The paths come from
 /proc/<pid>/cgroup, so the reader must run in the host's cgroup namespace.
+
+A missing file gives None for its figures. A file whose content does not match the
+kernel's format raises UsageError naming the file and the line, because a guess
+would put wrong numbers in the report.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,15 +21,15 @@ from pathlib import Path
 from typing import Literal
 
 from hyperlane.errors import ServiceNotReady, UsageError
-from hyperlane.metrics.sample import Sample
+from hyperlane.metrics.sample import Sample, resolve_memory_limit
 
 logger = logging.getLogger(__name__)
 
-V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
-# The kernel reports "no limit" on v1 as a page-aligned value near 2**63.
-UNLIMITED_FLOOR_BYTES = 2**62
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "blkio")
 NANOSECONDS_PER_SECOND = 1_000_000_000
 MICROSECONDS_PER_SECOND = 1_000_000
+# cpuacct.stat counts in USER_HZ ticks, which sysconf reports as the clock tick.
+USER_HZ = os.sysconf("SC_CLK_TCK")
 API_HINT = "or use --metrics-source api"
 
 
@@ -31,8 +37,8 @@ API_HINT = "or use --metrics-source api"
 class CgroupLocation:
     """Directories of one process's cgroup.
 
-    On v2 every field is the same unified directory. On v1 a field is None when
-    that controller is not mounted under the cgroup root.
+    On v2 every directory field is the same unified directory. On v1 a field is
+    None when that controller is not mounted under the cgroup root.
     """
 
     version: Literal[1, 2]
@@ -45,6 +51,14 @@ class CgroupLocation:
     """Directory with the memory usage, memory.stat and the limit."""
     pids_directory: Path | None
     """Directory with pids.current."""
+    blkio_directory: Path | None = None
+    """Directory with the block I/O counters (blkio.throttle.* on v1, io.stat on v2)."""
+    unified_directory: Path | None = None
+    """Directory in the unified (v2) hierarchy, which has the PSI files.
+
+    On a v1 host this is the process's directory under <cgroup root>/unified when
+    the host mounts one (hybrid mode), else None.
+    """
 
     def procs_file(self) -> Path:
         """Return the cgroup.procs file that lists the cgroup's process ids."""
@@ -67,10 +81,10 @@ def find_cgroup(
     """Locate the cgroup directories of a process.
 
     Chooses v2 when the cgroup root contains cgroup.controllers. Otherwise chooses v1
-    when any of the cpu, cpuacct, memory and pids controllers is mounted under the
-    cgroup root, and falls back to the "0::" line of the unified hierarchy when none
-    is. Raises UsageError naming the path when the process or its cgroup is not
-    found, or when v1 lacks the cpuacct controller.
+    when any of the cpu, cpuacct, memory, pids and blkio controllers is mounted
+    under the cgroup root, and falls back to the "0::" line of the unified
+    hierarchy when none is. Raises UsageError naming the path when the process or
+    its cgroup is not found, or when v1 lacks the cpuacct controller.
     """
     cgroup_file = proc_root / str(pid) / "cgroup"
     try:
@@ -85,6 +99,9 @@ def find_cgroup(
     if (cgroup_root / "cgroup.controllers").is_file():
         return _unified_location(entries, cgroup_root, cgroup_file)
 
+    # A hybrid host mounts the unified hierarchy below the root.
+    unified_root = cgroup_root / "unified"
+    has_unified = (unified_root / "cgroup.controllers").is_file()
     mounted = _v1_directories(entries, cgroup_root)
     if mounted:
         cpuacct = mounted.get("cpuacct")
@@ -100,13 +117,15 @@ def find_cgroup(
             cpuacct_directory=cpuacct,
             memory_directory=mounted.get("memory"),
             pids_directory=mounted.get("pids"),
+            blkio_directory=mounted.get("blkio"),
+            unified_directory=(
+                _unified_directory(entries, unified_root) if has_unified else None
+            ),
         )
 
-    # A hybrid host mounts the unified hierarchy below the root.
-    unified_root = cgroup_root / "unified"
-    if not (unified_root / "cgroup.controllers").is_file():
-        unified_root = cgroup_root
-    return _unified_location(entries, unified_root, cgroup_file)
+    return _unified_location(
+        entries, unified_root if has_unified else cgroup_root, cgroup_file
+    )
 
 
 def _parse_proc_cgroup(text: str) -> list[_ProcCgroupEntry]:
@@ -147,6 +166,17 @@ def _v1_directories(
     return directories
 
 
+def _unified_directory(
+    entries: list[_ProcCgroupEntry], unified_root: Path
+) -> Path | None:
+    """Return the process's directory in the unified hierarchy, if it exists."""
+    for entry in entries:
+        if not entry.controllers:
+            directory = _join(unified_root, entry.path)
+            return directory if directory.is_dir() else None
+    return None
+
+
 def _unified_location(
     entries: list[_ProcCgroupEntry], unified_root: Path, cgroup_file: Path
 ) -> CgroupLocation:
@@ -169,7 +199,156 @@ def _unified_location(
         cpuacct_directory=directory,
         memory_directory=directory,
         pids_directory=directory,
+        blkio_directory=directory,
+        unified_directory=directory,
     )
+
+
+# Container ids in cgroup paths.
+
+# One path component that names a container: "<id>", "docker-<id>.scope",
+# "libpod-<id>", "libpod-<id>.scope", "cri-containerd-<id>.scope", "crio-<id>.scope".
+# The conmon scopes of Podman and CRI-O ("libpod-conmon-<id>.scope") do not match,
+# because their processes are the container monitor, not the container.
+_CONTAINER_COMPONENT = re.compile(
+    r"(?:(?:docker|libpod|cri-containerd|crio)-)?"
+    r"(?P<id>[0-9a-f]{64})(?:\.scope)?"
+)
+_PROC_CGROUP_LINE = re.compile(r"[0-9]+:[^:]*:(?P<path>.*)")
+# The pod component of a Kubernetes path: "pod<uid>" with the cgroupfs driver, or
+# "kubepods-<qos>-pod<uid>.slice" with the systemd driver, which writes the uid's
+# dashes as underscores.
+_POD_COMPONENT = re.compile(
+    r"(?:kubepods(?:-[a-z]+)?-)?pod(?P<uid>[0-9a-f]+(?:[-_][0-9a-f]+)*)(?:\.slice)?"
+)
+
+
+@dataclass(frozen=True)
+class CgroupContainer:
+    """A container named by a cgroup path."""
+
+    container_id: str
+    """Full container id: 64 lowercase hexadecimal digits."""
+    pod_uid: str | None
+    """Kubernetes pod UID with dashes, or None outside a kubepods hierarchy."""
+
+
+def container_from_cgroup_path(cgroup_path: str) -> CgroupContainer | None:
+    """Return the container that a cgroup path belongs to, or None.
+
+    Accepts the path of a /proc/<pid>/cgroup line ("/docker/<id>",
+    "/system.slice/docker-<id>.scope", "/libpod_parent/libpod-<id>",
+    "/machine.slice/libpod-<id>.scope/container", Kubernetes paths with the
+    systemd or the cgroupfs driver) or the whole line ("0::/docker/<id>"). The
+    component nearest the end that names a container wins, so a nested container
+    (Docker in Docker) and a sub-cgroup of the container resolve to the innermost
+    container. A conmon scope returns None.
+    """
+    line = _PROC_CGROUP_LINE.fullmatch(cgroup_path)
+    path = cgroup_path if line is None else line["path"]
+    components = [component for component in path.split("/") if component]
+    for index in range(len(components) - 1, -1, -1):
+        match = _CONTAINER_COMPONENT.fullmatch(components[index])
+        if match is None:
+            continue
+        return CgroupContainer(
+            container_id=match["id"], pod_uid=_pod_uid(components[:index])
+        )
+    return None
+
+
+def _pod_uid(parents: list[str]) -> str | None:
+    """Return the pod UID from the components above a container, when in kubepods."""
+    if not any(component.startswith("kubepods") for component in parents):
+        return None
+    for component in reversed(parents):
+        match = _POD_COMPONENT.fullmatch(component)
+        if match is not None:
+            return match["uid"].replace("_", "-")
+    return None
+
+
+# Figures read from one group of files, assembled into a Sample.
+
+
+@dataclass(frozen=True)
+class _CpuFigures:
+    usage_seconds: float
+    user_seconds: float | None
+    system_seconds: float | None
+    periods: int | None
+    throttled_periods: int | None
+    throttled_seconds: float | None
+
+
+@dataclass(frozen=True)
+class _MemoryFigures:
+    usage_bytes: int | None
+    working_set_bytes: int | None
+    rss_bytes: int | None
+    cache_bytes: int | None
+    swap_bytes: int | None
+    limit_bytes: int | None
+    limit_set: bool | None
+    oom_kills: int | None
+    oom_events: int | None
+    under_oom: bool | None
+
+
+_NO_MEMORY = _MemoryFigures(None, None, None, None, None, None, None, None, None, None)
+
+
+@dataclass(frozen=True)
+class BlockIoCounters:
+    """Block I/O counters summed over the devices of one cgroup."""
+
+    read_bytes: int | None
+    """Bytes read."""
+    write_bytes: int | None
+    """Bytes written."""
+    read_operations: int | None
+    """Read operations."""
+    write_operations: int | None
+    """Write operations."""
+
+
+_NO_BLOCK_IO = BlockIoCounters(None, None, None, None)
+
+
+@dataclass(frozen=True)
+class PressureTotals:
+    """Totals of one PSI file (cpu.pressure, memory.pressure or io.pressure)."""
+
+    some_seconds: float | None
+    """Time in which at least one task stalled, in seconds."""
+    full_seconds: float | None
+    """Time in which all non-idle tasks stalled, in seconds.
+
+    None when the file has no "full" line, as cpu.pressure before Linux 5.13.
+    """
+
+
+_NO_PRESSURE = PressureTotals(None, None)
+
+
+@dataclass(frozen=True)
+class NetworkCounters:
+    """Interface counters summed over every interface except lo.
+
+    A field is None when the source does not report that counter.
+    """
+
+    receive_bytes: int | None
+    receive_packets: int | None
+    receive_errors: int | None
+    receive_dropped: int | None
+    transmit_bytes: int | None
+    transmit_packets: int | None
+    transmit_errors: int | None
+    transmit_dropped: int | None
+
+
+NO_NETWORK = NetworkCounters(None, None, None, None, None, None, None, None)
 
 
 class CgroupReader:
@@ -189,91 +368,149 @@ class CgroupReader:
         self._host_memory_bytes = _read_mem_total(proc_root / "meminfo")
 
     def read(self) -> Sample:
-        """Take one sample. Raises ServiceNotReady once the cgroup is removed."""
-        timestamp = self._clock()
-        if self._location.version == 1:
-            return self._read_v1(timestamp)
-        return self._read_v2(timestamp)
+        """Take one sample.
 
-    def _read_v1(self, timestamp: float) -> Sample:
+        Raises ServiceNotReady once the cgroup is removed, and UsageError when the
+        CPU usage file is unreadable or any file does not match the kernel's format.
+        """
+        timestamp = self._clock()
+        location = self._location
+        if location.version == 1:
+            cpu = self._cpu_v1()
+            memory = self._memory_v1()
+            block_io = _block_io_v1(location.blkio_directory)
+        else:
+            cpu = self._cpu_v2()
+            memory = self._memory_v2()
+            block_io = _block_io_v2(location.blkio_directory)
+        pressure = {
+            resource: _read_pressure(location.unified_directory, resource)
+            for resource in ("cpu", "memory", "io")
+        }
+        threads = None
+        if location.pids_directory is not None:
+            threads = _read_int(location.pids_directory / "pids.current")
+        return _assemble_sample(
+            timestamp,
+            cpu,
+            memory,
+            block_io,
+            pressure,
+            self._network(),
+            processes=_count_lines(location.procs_file()),
+            threads=threads,
+        )
+
+    def _cpu_v1(self) -> _CpuFigures:
         location = self._location
         usage_file = location.cpuacct_directory / "cpuacct.usage"
         usage_text = self._read_required(usage_file)
         try:
-            cpu_ns = int(usage_text.strip())
+            usage_ns = int(usage_text.strip())
         except ValueError:
             raise _invalid_cpu_usage(usage_file, usage_text) from None
 
+        ticks = _read_flat_keyed(location.cpuacct_directory / "cpuacct.stat")
         periods = throttled = throttled_seconds = None
         if location.cpu_directory is not None and _has_quota_v1(location.cpu_directory):
-            stat = _read_key_values(location.cpu_directory / "cpu.stat")
+            stat = _read_flat_keyed(location.cpu_directory / "cpu.stat")
             periods = stat.get("nr_periods")
             throttled = stat.get("nr_throttled")
             throttled_seconds = _scaled(
                 stat.get("throttled_time"), NANOSECONDS_PER_SECOND
             )
-
-        usage_bytes = working_set = limit = None
-        if location.memory_directory is not None:
-            memory = location.memory_directory
-            usage_bytes = _read_int(memory / "memory.usage_in_bytes")
-            stat = _read_key_values(memory / "memory.stat")
-            # total_inactive_file covers child cgroups, as cAdvisor uses on v1.
-            inactive = stat.get("total_inactive_file", stat.get("inactive_file"))
-            working_set = _working_set(usage_bytes, inactive)
-            limit = self._limit_or_none(_read_int(memory / "memory.limit_in_bytes"))
-        rx_bytes, tx_bytes = self._network()
-
-        return Sample(
-            timestamp_seconds=timestamp,
-            cpu_usage_seconds_total=cpu_ns / NANOSECONDS_PER_SECOND,
-            cpu_periods_total=periods,
-            cpu_throttled_periods_total=throttled,
-            cpu_throttled_seconds_total=throttled_seconds,
-            memory_usage_bytes=usage_bytes,
-            memory_working_set_bytes=working_set,
-            memory_limit_bytes=limit,
-            network_rx_bytes_total=rx_bytes,
-            network_tx_bytes_total=tx_bytes,
-            pids=self._pids(),
+        return _CpuFigures(
+            usage_seconds=usage_ns / NANOSECONDS_PER_SECOND,
+            user_seconds=_scaled(ticks.get("user"), USER_HZ),
+            system_seconds=_scaled(ticks.get("system"), USER_HZ),
+            periods=periods,
+            throttled_periods=throttled,
+            throttled_seconds=throttled_seconds,
         )
 
-    def _read_v2(self, timestamp: float) -> Sample:
+    def _cpu_v2(self) -> _CpuFigures:
         directory = self._location.cpuacct_directory
         stat_file = directory / "cpu.stat"
         stat_text = self._read_required(stat_file)
-        cpu_stat = _parse_key_values(stat_text, stat_file)
-        usage_usec = cpu_stat.get("usage_usec")
+        stat = _parse_flat_keyed(stat_text, stat_file)
+        usage_usec = stat.get("usage_usec")
         if usage_usec is None:
             raise _invalid_cpu_usage(stat_file, stat_text)
 
         periods = throttled = throttled_seconds = None
         if _has_quota_v2(directory):
-            periods = cpu_stat.get("nr_periods")
-            throttled = cpu_stat.get("nr_throttled")
+            periods = stat.get("nr_periods")
+            throttled = stat.get("nr_throttled")
             throttled_seconds = _scaled(
-                cpu_stat.get("throttled_usec"), MICROSECONDS_PER_SECOND
+                stat.get("throttled_usec"), MICROSECONDS_PER_SECOND
             )
-
-        usage_bytes = _read_int(directory / "memory.current")
-        memory_stat = _read_key_values(directory / "memory.stat")
-        working_set = _working_set(usage_bytes, memory_stat.get("inactive_file"))
-        limit = self._limit_or_none(_read_int(directory / "memory.max"))
-        rx_bytes, tx_bytes = self._network()
-
-        return Sample(
-            timestamp_seconds=timestamp,
-            cpu_usage_seconds_total=usage_usec / MICROSECONDS_PER_SECOND,
-            cpu_periods_total=periods,
-            cpu_throttled_periods_total=throttled,
-            cpu_throttled_seconds_total=throttled_seconds,
-            memory_usage_bytes=usage_bytes,
-            memory_working_set_bytes=working_set,
-            memory_limit_bytes=limit,
-            network_rx_bytes_total=rx_bytes,
-            network_tx_bytes_total=tx_bytes,
-            pids=self._pids(),
+        return _CpuFigures(
+            usage_seconds=usage_usec / MICROSECONDS_PER_SECOND,
+            user_seconds=_scaled(stat.get("user_usec"), MICROSECONDS_PER_SECOND),
+            system_seconds=_scaled(stat.get("system_usec"), MICROSECONDS_PER_SECOND),
+            periods=periods,
+            throttled_periods=throttled,
+            throttled_seconds=throttled_seconds,
         )
+
+    def _memory_v1(self) -> _MemoryFigures:
+        directory = self._location.memory_directory
+        if directory is None:
+            return _NO_MEMORY
+        usage = _read_int(directory / "memory.usage_in_bytes")
+        stat = _read_flat_keyed(directory / "memory.stat")
+        oom_control = _read_flat_keyed(directory / "memory.oom_control")
+        limit, limit_set = self._memory_limit(directory / "memory.limit_in_bytes")
+        under_oom = oom_control.get("under_oom")
+        # The total_ keys cover child cgroups too, as cAdvisor reads them on v1.
+        return _MemoryFigures(
+            usage_bytes=usage,
+            working_set_bytes=_working_set(
+                usage, _first_present(stat, "total_inactive_file", "inactive_file")
+            ),
+            rss_bytes=_first_present(stat, "total_rss", "rss"),
+            cache_bytes=_first_present(stat, "total_cache", "cache"),
+            # memory.stat lists swap only when swap accounting is enabled.
+            swap_bytes=_first_present(stat, "total_swap", "swap"),
+            limit_bytes=limit,
+            limit_set=limit_set,
+            # Linux 4.13 added oom_kill, so older kernels give None.
+            oom_kills=oom_control.get("oom_kill"),
+            oom_events=None,
+            under_oom=None if under_oom is None else under_oom != 0,
+        )
+
+    def _memory_v2(self) -> _MemoryFigures:
+        directory = self._location.memory_directory
+        if directory is None:
+            return _NO_MEMORY
+        usage = _read_int(directory / "memory.current")
+        stat = _read_flat_keyed(directory / "memory.stat")
+        events = _read_flat_keyed(directory / "memory.events")
+        limit, limit_set = self._memory_limit(directory / "memory.max")
+        return _MemoryFigures(
+            usage_bytes=usage,
+            working_set_bytes=_working_set(usage, stat.get("inactive_file")),
+            rss_bytes=stat.get("anon"),
+            cache_bytes=stat.get("file"),
+            # memory.swap.current exists only when the kernel accounts swap.
+            swap_bytes=_read_int(directory / "memory.swap.current"),
+            limit_bytes=limit,
+            limit_set=limit_set,
+            oom_kills=events.get("oom_kill"),
+            oom_events=events.get("oom"),
+            under_oom=None,
+        )
+
+    def _memory_limit(self, path: Path) -> tuple[int | None, bool | None]:
+        """Return (limit bytes, whether a limit is set) from a limit file."""
+        text = _read_text(path)
+        if text is None:
+            return None, None
+        value = text.strip()
+        if value == "max":
+            return resolve_memory_limit(None, self._host_memory_bytes)
+        return resolve_memory_limit(_parse_int(value, path), self._host_memory_bytes)
 
     def _read_required(self, path: Path) -> str:
         try:
@@ -289,67 +526,234 @@ class CgroupReader:
                 f"who can read the cgroup files, {API_HINT}"
             ) from error
 
-    def _limit_or_none(self, limit_bytes: int | None) -> int | None:
-        if limit_bytes is None or limit_bytes >= UNLIMITED_FLOOR_BYTES:
-            return None
-        # A limit above physical memory can never be reached, so it reads as none.
-        if (
-            self._host_memory_bytes is not None
-            and limit_bytes > self._host_memory_bytes
-        ):
-            return None
-        return limit_bytes
-
-    def _pids(self) -> int | None:
-        directory = self._location.pids_directory
-        if directory is None:
-            return None
-        return _read_int(directory / "pids.current")
-
-    def _network(self) -> tuple[int | None, int | None]:
-        """Sum received and sent bytes over the namespace's interfaces except lo."""
-        try:
-            text = self._net_dev.read_text()
-        except OSError as error:
-            logger.debug("cannot read %s: %s", self._net_dev, error)
-            return None, None
-        return parse_net_dev(text)
+    def _network(self) -> NetworkCounters:
+        text = _read_text(self._net_dev)
+        return NO_NETWORK if text is None else parse_net_dev(text, self._net_dev)
 
 
-def parse_net_dev(text: str) -> tuple[int | None, int | None]:
-    """Return (received bytes, sent bytes) summed over /proc/net/dev, lo excluded.
+def _assemble_sample(
+    timestamp: float,
+    cpu: _CpuFigures,
+    memory: _MemoryFigures,
+    block_io: BlockIoCounters,
+    pressure: dict[str, PressureTotals],
+    network: NetworkCounters,
+    processes: int | None,
+    threads: int | None,
+) -> Sample:
+    return Sample(
+        timestamp_seconds=timestamp,
+        cpu_usage_seconds_total=cpu.usage_seconds,
+        cpu_user_seconds_total=cpu.user_seconds,
+        cpu_system_seconds_total=cpu.system_seconds,
+        cpu_cfs_periods_total=cpu.periods,
+        cpu_cfs_throttled_periods_total=cpu.throttled_periods,
+        cpu_cfs_throttled_seconds_total=cpu.throttled_seconds,
+        cpu_pressure_some_seconds_total=pressure["cpu"].some_seconds,
+        cpu_pressure_full_seconds_total=pressure["cpu"].full_seconds,
+        memory_usage_bytes=memory.usage_bytes,
+        memory_working_set_bytes=memory.working_set_bytes,
+        memory_rss_bytes=memory.rss_bytes,
+        memory_cache_bytes=memory.cache_bytes,
+        memory_swap_bytes=memory.swap_bytes,
+        memory_limit_bytes=memory.limit_bytes,
+        memory_limit_set=memory.limit_set,
+        memory_oom_kills_total=memory.oom_kills,
+        memory_oom_events_total=memory.oom_events,
+        memory_under_oom=memory.under_oom,
+        memory_pressure_some_seconds_total=pressure["memory"].some_seconds,
+        memory_pressure_full_seconds_total=pressure["memory"].full_seconds,
+        block_io_read_bytes_total=block_io.read_bytes,
+        block_io_write_bytes_total=block_io.write_bytes,
+        block_io_read_operations_total=block_io.read_operations,
+        block_io_write_operations_total=block_io.write_operations,
+        io_pressure_some_seconds_total=pressure["io"].some_seconds,
+        io_pressure_full_seconds_total=pressure["io"].full_seconds,
+        network_receive_bytes_total=network.receive_bytes,
+        network_receive_packets_total=network.receive_packets,
+        network_receive_errors_total=network.receive_errors,
+        network_receive_packets_dropped_total=network.receive_dropped,
+        network_transmit_bytes_total=network.transmit_bytes,
+        network_transmit_packets_total=network.transmit_packets,
+        network_transmit_errors_total=network.transmit_errors,
+        network_transmit_packets_dropped_total=network.transmit_dropped,
+        processes=processes,
+        threads=threads,
+    )
 
-    Returns (None, None) when no line parses, so a garbled file is not read as zero.
+
+def _block_io_v1(directory: Path | None) -> BlockIoCounters:
+    """Read blkio.throttle.io_service_bytes and io_serviced, preferring _recursive.
+
+    The _recursive files (Linux 4.16 and later) include child cgroups.
     """
-    rx_total = tx_total = 0
-    parsed_lines = 0
-    # The first two lines are column headers.
+    if directory is None:
+        return _NO_BLOCK_IO
+    read_bytes = write_bytes = read_operations = write_operations = None
+    for name, is_bytes in (("io_service_bytes", True), ("io_serviced", False)):
+        path = directory / f"blkio.throttle.{name}_recursive"
+        text = _read_text(path)
+        if text is None:
+            path = directory / f"blkio.throttle.{name}"
+            text = _read_text(path)
+        if text is None:
+            continue
+        totals = parse_blkio_throttle(text, path)
+        if totals is None:
+            continue
+        if is_bytes:
+            read_bytes, write_bytes = totals
+        else:
+            read_operations, write_operations = totals
+    return BlockIoCounters(read_bytes, write_bytes, read_operations, write_operations)
+
+
+def parse_blkio_throttle(text: str, path: Path) -> tuple[int, int] | None:
+    """Sum the Read and Write lines of a v1 blkio.throttle.* file over its devices.
+
+    Lines are "<major>:<minor> <operation> <value>", with the operations Read,
+    Write, Sync, Async, Discard and Total, and a last line "Total <value>" over
+    all devices. Returns None when no device is listed, because a file reading
+    just "Total 0" gives no figure for the I/O done. Linux 6.18 accounts a disk
+    only after some cgroup has set a throttle rule (blkio.throttle.*_device) for
+    it since boot, and a device appears in a cgroup's file after its first I/O.
+    Raises UsageError naming the file for a line in another format.
+    """
+    read_total = write_total = 0
+    devices = 0
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) == 2 and fields[0] == "Total":
+            _parse_int(fields[1], path, line)
+            continue
+        if len(fields) != 3 or ":" not in fields[0]:
+            raise _invalid_line(path, line, "'<major>:<minor> <operation> <value>'")
+        devices += 1
+        value = _parse_int(fields[2], path, line)
+        if fields[1] == "Read":
+            read_total += value
+        elif fields[1] == "Write":
+            write_total += value
+    if devices == 0:
+        return None
+    return read_total, write_total
+
+
+def _block_io_v2(directory: Path | None) -> BlockIoCounters:
+    if directory is None:
+        return _NO_BLOCK_IO
+    path = directory / "io.stat"
+    text = _read_text(path)
+    # io.stat exists only where the io controller is enabled for the cgroup.
+    return _NO_BLOCK_IO if text is None else parse_io_stat(text, path)
+
+
+def parse_io_stat(text: str, path: Path) -> BlockIoCounters:
+    """Sum rbytes, wbytes, rios and wios of a v2 io.stat file over its devices.
+
+    Lines are "<major>:<minor> key=value ...". A device appears after its first
+    I/O, so an empty file means no I/O yet and gives zeros. Keys other than the
+    four are skipped, because io.cost adds keys with non-integer values. Raises
+    UsageError naming the file for a line in another format.
+    """
+    sums = {"rbytes": 0, "wbytes": 0, "rios": 0, "wios": 0}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if ":" not in fields[0]:
+            raise _invalid_line(path, line, "'<major>:<minor> key=value ...'")
+        for field in fields[1:]:
+            key, separator, value = field.partition("=")
+            if not separator:
+                raise _invalid_line(path, line, "'<major>:<minor> key=value ...'")
+            if key in sums:
+                sums[key] += _parse_int(value, path, line)
+    return BlockIoCounters(
+        read_bytes=sums["rbytes"],
+        write_bytes=sums["wbytes"],
+        read_operations=sums["rios"],
+        write_operations=sums["wios"],
+    )
+
+
+def _read_pressure(directory: Path | None, resource: str) -> PressureTotals:
+    if directory is None:
+        return _NO_PRESSURE
+    path = directory / f"{resource}.pressure"
+    text = _read_text(path)
+    # The files are missing on kernels built without PSI or booted with psi=0.
+    return _NO_PRESSURE if text is None else parse_pressure(text, path)
+
+
+def parse_pressure(text: str, path: Path) -> PressureTotals:
+    """Return the "some" and "full" totals of a PSI file, in seconds.
+
+    Lines are "some avg10=0.00 avg60=0.00 avg300=0.00 total=<microseconds>" and
+    the same for "full". Raises UsageError naming the file for a line in another
+    format or a line without an integer total.
+    """
+    totals: dict[str, float] = {}
+    expected = "'some|full avg10=<ratio> avg60=<ratio> avg300=<ratio> total=<us>'"
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] not in ("some", "full"):
+            raise _invalid_line(path, line, expected)
+        values = {}
+        for field in fields[1:]:
+            key, separator, value = field.partition("=")
+            if not separator:
+                raise _invalid_line(path, line, expected)
+            values[key] = value
+        if "total" not in values:
+            raise _invalid_line(path, line, expected)
+        total_usec = _parse_int(values["total"], path, line)
+        totals[fields[0]] = total_usec / MICROSECONDS_PER_SECOND
+    return PressureTotals(totals.get("some"), totals.get("full"))
+
+
+def parse_net_dev(text: str, path: Path = Path("/proc/net/dev")) -> NetworkCounters:
+    """Sum the counters of /proc/net/dev over every interface except lo.
+
+    After two header lines, each line is "<interface>: " and 16 integers: bytes,
+    packets, errs, drop, fifo, frame, compressed and multicast received, then
+    bytes, packets, errs, drop, fifo, colls, carrier and compressed sent. A
+    namespace with only lo gives zeros. Raises UsageError naming the file for a
+    line in another format.
+    """
+    sums = [0] * 8
+    # Received bytes, packets, errs, drop and sent bytes, packets, errs, drop.
+    columns = (0, 1, 2, 3, 8, 9, 10, 11)
     for line in text.splitlines()[2:]:
+        if not line.strip():
+            continue
         interface, separator, counters = line.partition(":")
         fields = counters.split()
-        if not separator or len(fields) < 9:
-            logger.debug("skipping malformed net/dev line %r", line)
-            continue
-        try:
-            rx_bytes = int(fields[0])
-            tx_bytes = int(fields[8])
-        except ValueError:
-            logger.debug("skipping malformed net/dev line %r", line)
-            continue
-        parsed_lines += 1
+        if not separator or len(fields) != 16:
+            raise _invalid_line(path, line, "'<interface>: ' and 16 integers")
+        values = [_parse_int(field, path, line) for field in fields]
         if interface.strip() == "lo":
             continue
-        rx_total += rx_bytes
-        tx_total += tx_bytes
-    if parsed_lines == 0:
-        return None, None
-    return rx_total, tx_total
+        for index, column in enumerate(columns):
+            sums[index] += values[column]
+    return NetworkCounters(*sums)
 
 
 def _invalid_cpu_usage(path: Path, text: str) -> UsageError:
     return UsageError(
         f"invalid CPU usage in {str(path)!r}: {text[:200]!r}; the kernel's cgroup "
         f"format is not supported, {API_HINT}"
+    )
+
+
+def _invalid_line(path: Path, line: str, expected: str) -> UsageError:
+    return UsageError(
+        f"invalid line {line[:200]!r} in {str(path)!r}: expected {expected}; the "
+        f"kernel's format is not supported, {API_HINT}"
     )
 
 
@@ -361,11 +765,8 @@ def _has_quota_v1(cpu_directory: Path) -> bool:
 
 def _has_quota_v2(directory: Path) -> bool:
     """Return False only when cpu.max states that no quota is set ("max ...")."""
-    try:
-        text = (directory / "cpu.max").read_text()
-    except OSError:
-        return True
-    return not text.startswith("max")
+    text = _read_text(directory / "cpu.max")
+    return text is None or not text.startswith("max")
 
 
 def _working_set(
@@ -376,56 +777,71 @@ def _working_set(
     return max(0, usage_bytes - inactive_file_bytes)
 
 
+def _first_present(values: dict[str, int], *keys: str) -> int | None:
+    for key in keys:
+        if key in values:
+            return values[key]
+    return None
+
+
 def _scaled(value: int | None, units_per_second: int) -> float | None:
     return None if value is None else value / units_per_second
 
 
-def _read_int(path: Path) -> int | None:
-    """Return the integer in a file, or None when it is missing, invalid or "max"."""
+def _read_text(path: Path) -> str | None:
+    """Return a file's text, or None when it is missing or unreadable."""
     try:
-        text = path.read_text().strip()
+        return path.read_text()
     except OSError as error:
         logger.debug("cannot read %s: %s", path, error)
         return None
-    if text == "max":
-        return None
+
+
+def _parse_int(text: str, path: Path, line: str | None = None) -> int:
     try:
         return int(text)
     except ValueError:
-        logger.debug("invalid integer %r in %s", text, path)
-        return None
+        raise _invalid_line(
+            path, text if line is None else line, "an integer"
+        ) from None
 
 
-def _read_key_values(path: Path) -> dict[str, int]:
-    try:
-        text = path.read_text()
-    except OSError as error:
-        logger.debug("cannot read %s: %s", path, error)
-        return {}
-    return _parse_key_values(text, path)
+def _read_int(path: Path) -> int | None:
+    """Return the integer in a file, or None when it is missing."""
+    text = _read_text(path)
+    return None if text is None else _parse_int(text.strip(), path)
 
 
-def _parse_key_values(text: str, path: Path) -> dict[str, int]:
-    """Parse "key value" lines as in cpu.stat and memory.stat, skipping bad lines."""
+def _count_lines(path: Path) -> int | None:
+    text = _read_text(path)
+    return None if text is None else len(text.split())
+
+
+def _read_flat_keyed(path: Path) -> dict[str, int]:
+    text = _read_text(path)
+    return {} if text is None else _parse_flat_keyed(text, path)
+
+
+def _parse_flat_keyed(text: str, path: Path) -> dict[str, int]:
+    """Parse "key value" lines as in cpu.stat, memory.stat and memory.events.
+
+    Raises UsageError naming the file for a line in another format.
+    """
     values: dict[str, int] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 2:
-            logger.debug("skipping malformed line %r in %s", line, path)
+        if not parts:
             continue
-        try:
-            values[parts[0]] = int(parts[1])
-        except ValueError:
-            logger.debug("skipping malformed line %r in %s", line, path)
+        if len(parts) != 2:
+            raise _invalid_line(path, line, "'<key> <integer>'")
+        values[parts[0]] = _parse_int(parts[1], path, line)
     return values
 
 
 def _read_mem_total(meminfo: Path) -> int | None:
     """Return MemTotal from /proc/meminfo in bytes, or None when unreadable."""
-    try:
-        text = meminfo.read_text()
-    except OSError as error:
-        logger.debug("cannot read %s: %s", meminfo, error)
+    text = _read_text(meminfo)
+    if text is None:
         return None
     for line in text.splitlines():
         parts = line.split()

@@ -3,7 +3,15 @@ from typing import Any
 
 import pytest
 
-from hyperlane.metrics import MetricsSeries, Sample, counter_increase, nearest_rank
+from hyperlane.errors import UsageError
+from hyperlane.metrics import (
+    MetricsSeries,
+    Sample,
+    compute_rates,
+    counter_increase,
+    nearest_rank,
+    series_rates,
+)
 from tests.unit.metrics.fakes import BASE
 
 
@@ -71,12 +79,15 @@ def test_cpu_cores_per_interval() -> None:
 
 
 def test_cpu_cores_reset() -> None:
-    cores = series(sample_at(0.0, 5.0), sample_at(1.0, 0.5)).cpu_cores()
+    # The interval across a restart has no rate, and the next one uses the new baseline.
+    cores = series(
+        sample_at(0.0, 5.0), sample_at(1.0, 0.5), sample_at(2.0, 1.0)
+    ).cpu_cores()
     assert cores == pytest.approx([0.5])
 
 
 def test_cpu_cores_zero_elapsed() -> None:
-    assert series(sample_at(1.0, 0.0), sample_at(1.0, 1.0)).cpu_cores() == [0.0]
+    assert series(sample_at(1.0, 0.0), sample_at(1.0, 1.0)).cpu_cores() == []
 
 
 def test_summary_cpu_and_memory() -> None:
@@ -84,13 +95,17 @@ def test_summary_cpu_and_memory() -> None:
         sample_at(
             i * 0.5,
             i * 0.25,
-            cpu_periods_total=i * 5,
-            cpu_throttled_periods_total=i * 2,
-            cpu_throttled_seconds_total=i * 0.1,
+            cpu_cfs_periods_total=i * 5,
+            cpu_cfs_throttled_periods_total=i * 2,
+            cpu_cfs_throttled_seconds_total=i * 0.1,
             memory_working_set_bytes=working_set,
             memory_limit_bytes=1000,
-            network_rx_bytes_total=i * 100,
-            network_tx_bytes_total=i * 10,
+            memory_limit_set=True,
+            memory_oom_kills_total=i // 2,
+            block_io_read_bytes_total=i * 4096,
+            block_io_write_bytes_total=i * 8192,
+            network_receive_bytes_total=i * 100,
+            network_transmit_bytes_total=i * 10,
         )
         for i, working_set in enumerate([100, 300, 200, 500, 400])
     ]
@@ -112,6 +127,9 @@ def test_summary_cpu_and_memory() -> None:
     assert summary.memory_limit_bytes == 1000
     assert summary.network_rx_bytes == 400
     assert summary.network_tx_bytes == 40
+    assert summary.memory_oom_kills == 2
+    assert summary.block_io_read_bytes == 4 * 4096
+    assert summary.block_io_write_bytes == 4 * 8192
 
 
 def test_summary_p95_cores() -> None:
@@ -160,15 +178,27 @@ def test_summary_missing_fields() -> None:
     assert summary.memory_limit_bytes is None
     assert summary.network_rx_bytes is None
     assert summary.network_tx_bytes is None
+    assert summary.memory_oom_kills is None
+    assert summary.block_io_read_bytes is None
+    assert summary.block_io_write_bytes is None
 
 
 def test_summary_last_limit() -> None:
     samples = [
-        sample_at(0.0, 0.0, memory_limit_bytes=100),
-        sample_at(1.0, 0.0, memory_limit_bytes=200),
+        sample_at(0.0, 0.0, memory_limit_bytes=100, memory_limit_set=True),
+        sample_at(1.0, 0.0, memory_limit_bytes=200, memory_limit_set=True),
         sample_at(2.0, 0.0),
     ]
     assert series(*samples).summary().memory_limit_bytes == 200
+
+
+def test_summary_unlimited_memory() -> None:
+    # An unlimited container reports the host's memory, which is no limit in force.
+    samples = [
+        sample_at(0.0, 0.0, memory_limit_bytes=2**34, memory_limit_set=False),
+        sample_at(1.0, 0.0, memory_limit_bytes=2**34, memory_limit_set=False),
+    ]
+    assert series(*samples).summary().memory_limit_bytes is None
 
 
 def test_summary_to_dict() -> None:
@@ -193,4 +223,130 @@ def test_summary_to_dict() -> None:
         "memory_limit_bytes",
         "network_rx_bytes",
         "network_tx_bytes",
+        "memory_oom_kills",
+        "block_io_read_bytes",
+        "block_io_write_bytes",
     }
+
+
+# Rates between samples
+
+
+def test_rates_first_sample_unknown() -> None:
+    first = sample_at(
+        10.0, 4.0, network_receive_bytes_total=1000, block_io_write_bytes_total=10
+    )
+    rates = compute_rates(None, first)
+    assert rates.timestamp_seconds == 10.0
+    assert rates.interval_seconds is None
+    assert rates.counter_reset is False
+    assert rates.cpu_cores is None
+    assert rates.cpu_cfs_throttled_periods_ratio is None
+    assert rates.network_receive_bytes_per_second is None
+    assert rates.network_transmit_bytes_per_second is None
+    assert rates.block_io_read_bytes_per_second is None
+    assert rates.block_io_write_bytes_per_second is None
+
+
+def test_rates_between_samples() -> None:
+    previous = sample_at(
+        10.0,
+        4.0,
+        cpu_cfs_periods_total=100,
+        cpu_cfs_throttled_periods_total=40,
+        network_receive_bytes_total=1000,
+        network_transmit_bytes_total=500,
+        block_io_read_bytes_total=0,
+        block_io_write_bytes_total=4096,
+    )
+    current = sample_at(
+        12.0,
+        5.0,
+        cpu_cfs_periods_total=120,
+        cpu_cfs_throttled_periods_total=45,
+        network_receive_bytes_total=5000,
+        network_transmit_bytes_total=700,
+        block_io_read_bytes_total=8192,
+        block_io_write_bytes_total=4096 + 2 * 1048576,
+    )
+    rates = compute_rates(previous, current)
+    assert rates.timestamp_seconds == 12.0
+    assert rates.interval_seconds == pytest.approx(2.0)
+    assert rates.counter_reset is False
+    assert rates.cpu_cores == pytest.approx(0.5)
+    assert rates.cpu_cfs_throttled_periods_ratio == pytest.approx(0.25)
+    assert rates.network_receive_bytes_per_second == pytest.approx(2000.0)
+    assert rates.network_transmit_bytes_per_second == pytest.approx(100.0)
+    assert rates.block_io_read_bytes_per_second == pytest.approx(4096.0)
+    assert rates.block_io_write_bytes_per_second == pytest.approx(1048576.0)
+
+
+def test_rates_missing_counters() -> None:
+    previous = sample_at(0.0, 0.0, network_receive_bytes_total=10)
+    current = sample_at(1.0, 0.25, network_transmit_bytes_total=10)
+    rates = compute_rates(previous, current)
+    assert rates.cpu_cores == pytest.approx(0.25)
+    assert rates.network_receive_bytes_per_second is None
+    assert rates.network_transmit_bytes_per_second is None
+    assert rates.cpu_cfs_throttled_periods_ratio is None
+
+
+def test_rates_no_cfs_period() -> None:
+    # An idle container under a quota runs no CFS period, so no share exists.
+    previous = sample_at(
+        0.0, 1.0, cpu_cfs_periods_total=50, cpu_cfs_throttled_periods_total=5
+    )
+    current = sample_at(
+        1.0, 1.0, cpu_cfs_periods_total=50, cpu_cfs_throttled_periods_total=5
+    )
+    rates = compute_rates(previous, current)
+    assert rates.cpu_cores == 0.0
+    assert rates.cpu_cfs_throttled_periods_ratio is None
+
+
+def test_rates_restart_new_baseline() -> None:
+    # The container restarted between the second and third sample.
+    samples = [
+        sample_at(0.0, 100.0, network_receive_bytes_total=9000),
+        sample_at(1.0, 100.5, network_receive_bytes_total=10000),
+        sample_at(2.0, 0.2, network_receive_bytes_total=50000),
+        sample_at(3.0, 0.7, network_receive_bytes_total=51000),
+    ]
+    rates = series_rates(samples)
+    assert len(rates) == 4
+    assert rates[0].cpu_cores is None
+    assert rates[1].cpu_cores == pytest.approx(0.5)
+    assert rates[1].network_receive_bytes_per_second == pytest.approx(1000.0)
+    assert rates[2].counter_reset is True
+    assert rates[2].interval_seconds == pytest.approx(1.0)
+    assert rates[2].cpu_cores is None
+    assert rates[2].network_receive_bytes_per_second is None
+    assert rates[3].counter_reset is False
+    assert rates[3].cpu_cores == pytest.approx(0.5)
+    assert rates[3].network_receive_bytes_per_second == pytest.approx(1000.0)
+
+
+def test_rates_one_counter_backwards() -> None:
+    # A single counter that went backwards gives no rate, never a negative one.
+    previous = sample_at(0.0, 1.0, network_transmit_bytes_total=9000)
+    current = sample_at(1.0, 1.5, network_transmit_bytes_total=100)
+    rates = compute_rates(previous, current)
+    assert rates.counter_reset is False
+    assert rates.cpu_cores == pytest.approx(0.5)
+    assert rates.network_transmit_bytes_per_second is None
+
+
+def test_rates_zero_elapsed() -> None:
+    rates = compute_rates(sample_at(5.0, 1.0), sample_at(5.0, 2.0))
+    assert rates.interval_seconds == 0.0
+    assert rates.cpu_cores is None
+
+
+def test_rates_time_backwards() -> None:
+    with pytest.raises(UsageError, match="older than the previous"):
+        compute_rates(sample_at(5.0, 1.0), sample_at(4.0, 2.0))
+
+
+def test_series_rates_method() -> None:
+    rates = series(sample_at(0.0, 0.0), sample_at(0.5, 0.25)).rates()
+    assert [rate.cpu_cores for rate in rates] == [None, pytest.approx(0.5)]
