@@ -29,10 +29,16 @@ from hyperlane.load.hgrm import write_hgrm
 from hyperlane.load.scenario import evaluate_thresholds, load_scenario
 from hyperlane.load.workers import run_load_workers
 from hyperlane.metrics import MetricsSeries, Sampler, open_reader
+from hyperlane.metrics.recording import RecordingWriter
 from hyperlane.probes import StartResult, measure_cold_starts, wait_until_ready
 from hyperlane.report.deploy import write_deploy_files
 from hyperlane.report.document import document_header, dumps, write_text_atomically
-from hyperlane.report.outdir import HGRM_FILE_NAME, REPORT_FILE_NAME, StagedDirectory
+from hyperlane.report.outdir import (
+    HGRM_FILE_NAME,
+    RECORDING_FILE_NAME,
+    REPORT_FILE_NAME,
+    StagedDirectory,
+)
 from hyperlane.settings import AuditSettings
 from hyperlane.sizing import Recommendation, SizingPolicy, recommend
 
@@ -193,6 +199,8 @@ def _run_load_stage(
 
     log_bytes = engine.write_logs(container, log_path)
     container_info = {
+        "id": container.id,
+        "image": image_ref,
         "name": container.name,
         "host_port": host_port,
         "readiness_probes": readiness_probes,
@@ -203,6 +211,26 @@ def _run_load_stage(
         "log_bytes": log_bytes,
     }
     return result, series, container_info
+
+
+def _write_recording(
+    path: Path,
+    engine: Engine,
+    container_info: dict[str, Any],
+    series: MetricsSeries,
+) -> None:
+    """Write the load stage's samples as a recording that later commands can read."""
+    with RecordingWriter(
+        path, engine.info.to_dict(), series.interval_seconds
+    ) as recording:
+        for sample in series.samples:
+            recording.write_sample(
+                container_info["id"],
+                container_info["name"],
+                container_info["image"],
+                series.source,
+                sample,
+            )
 
 
 def _size(series: MetricsSeries, settings: AuditSettings) -> Recommendation:
@@ -361,6 +389,8 @@ def _audit_stages(
     files: list[Path] = []
     write_hgrm(load.histogram, staging / HGRM_FILE_NAME)
     files.append(staging / HGRM_FILE_NAME)
+    _write_recording(staging / RECORDING_FILE_NAME, engine, container_info, series)
+    files.append(staging / RECORDING_FILE_NAME)
     deploy_files: list[Path] = []
     if recommendation.status == "ok":
         deploy_files = write_deploy_files(

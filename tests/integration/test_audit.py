@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from hyperlane.exitcodes import ExitCode
+from hyperlane.metrics.recording import RecordingReader
 from tests.conftest import unique_name
 from tests.integration.cli import OWNER_LABEL, run_hyperlane
 
@@ -283,3 +284,20 @@ def test_audit_writes_hgrm(audit_run: AuditRun) -> None:
     count = audit_run.report["load"]["latency"]["count"]
     assert "Percentile" in text
     assert f"Total count    = {count:12d}]" in text
+
+
+def test_audit_writes_recording(audit_run: AuditRun) -> None:
+    report = audit_run.report
+    with RecordingReader(audit_run.out_dir / "metrics.jsonl") as reader:
+        recorded = list(reader)
+        footer = reader.footer
+    assert footer is not None
+    assert footer.samples == report["metrics"]["summary"]["samples"]
+    containers = {container.container_id for container, _ in recorded}
+    assert containers == {report["container"]["id"]}
+    sources = {container.source for container, _ in recorded}
+    assert sources == {report["metrics"]["summary"]["source"]}
+    cpu = [sample.cpu_usage_seconds_total for _, sample in recorded]
+    assert cpu == [
+        sample["cpu_usage_seconds_total"] for sample in report["metrics"]["samples"]
+    ]

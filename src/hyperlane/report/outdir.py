@@ -15,9 +15,14 @@ REPORT_FILE_NAME = "report.json"
 # The latency percentile distribution of the audit's load, in HdrHistogram's format.
 HGRM_FILE_NAME = "latency.hgrm"
 
+# The container's samples during the audit's load, in the recording format.
+RECORDING_FILE_NAME = "metrics.jsonl"
+
 # Everything a report directory may contain. A directory with anything else in it was
 # not written by Hyperlane alone, so it is never replaced.
-REPORT_ENTRIES = frozenset({REPORT_FILE_NAME, HGRM_FILE_NAME, "deploy", "logs"})
+REPORT_ENTRIES = frozenset(
+    {REPORT_FILE_NAME, HGRM_FILE_NAME, RECORDING_FILE_NAME, "deploy", "logs"}
+)
 
 
 def _is_hyperlane_report(directory: Path) -> bool:
