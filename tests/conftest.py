@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import tarfile
 import uuid
@@ -25,6 +26,8 @@ ENGINE_SOCKETS = {
     "podman": "unix:///run/podman/podman.sock",
 }
 BUSYBOX_PATH = Path("/bin/busybox")
+# One empty file per running test session, named by its pid.
+SESSIONS_DIRECTORY = Path("/tmp/hyperlane-test-sessions")
 BUSYBOX_CONTAINERFILE = """\
 FROM scratch
 COPY busybox /bin/busybox
@@ -60,12 +63,34 @@ def build_image(
     return image.id
 
 
+def _other_session_running() -> bool:
+    """Register this test session and return whether another one is still running."""
+    SESSIONS_DIRECTORY.mkdir(parents=True, exist_ok=True)
+    (SESSIONS_DIRECTORY / str(os.getpid())).touch()
+    for entry in SESSIONS_DIRECTORY.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            os.kill(int(entry.name), 0)
+        except ProcessLookupError:
+            entry.unlink(missing_ok=True)
+            continue
+        except PermissionError:
+            pass
+        return True
+    return False
+
+
 def _remove_stale_containers(client: docker.DockerClient) -> None:
     """Remove containers that an earlier, killed test run left behind.
 
     Tests assert that no Hyperlane container exists after a command, so a leftover
     from another run would fail them for a reason unrelated to the code under test.
+    While another test session runs on the same engines, its containers are not
+    leftovers, so nothing is removed.
     """
+    if _other_session_running():
+        return
     stale = client.containers.list(
         all=True, filters={"label": "io.hyperlane.owner=hyperlane"}
     )
@@ -92,6 +117,7 @@ def engine_client(engine_name: str) -> Iterator[docker.DockerClient]:
     _remove_stale_containers(client)
     yield client
     client.close()
+    (SESSIONS_DIRECTORY / str(os.getpid())).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
