@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -868,13 +869,34 @@ def analyze_archive(
     kind = _resolve_kind(path, kind)
     logger.debug("analyzing %s as %s", path, kind)
     try:
-        with _open_store(path, kind) as store:
+        with _open_store(path, kind) as store, _cyclic_gc_paused():
             plan = _plan(store, kind, requested)
             return _analyze_plan(
                 store, plan, _archive_bytes(path), pull_bandwidth_bits_per_second
             )
     except _READ_ERRORS as error:
         raise _unreadable(path, error) from error
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Disable the cyclic garbage collector inside the block, if it was enabled.
+
+    The analysis keeps one record per tar member and builds trees of them, so each
+    full collection walks every one of those objects. Reference counting frees its
+    garbage: after a successful analysis of the archives of bench/image_vs_dive.py,
+    gc.collect() found no unreachable objects. The cycles of an exception's
+    traceback wait for the next collection after the block. On the 60 661-member
+    tree archive, pausing the collector saved 0.3 s of 2.8 s CPU time.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def stack_archive(

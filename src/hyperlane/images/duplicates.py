@@ -2,7 +2,9 @@
 
 A copy is one regular-file member of a layer tar. Hard links share their target's
 content, so every name of one inode is a single copy. Copies are grouped by the
-SHA-256 of their content, which the layer pass computed while streaming.
+XXH3-128 digest of their content, which the layer pass computed while streaming.
+XXH3 is not a cryptographic hash: a crafted pair of files can collide and be
+reported as one content, while random contents collide with probability 2**-128.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class DuplicateCopy:
 class DuplicateGroup:
     """The copies of one content that the layers store more than once."""
 
-    # Hex SHA-256 of the content.
-    sha256: str
+    # Hex XXH3-128 digest of the content.
+    xxh3_128: str
     # Size of one copy.
     size_bytes: int
     # Bytes beyond the first copy: (copies - 1) * size_bytes.
@@ -89,9 +91,9 @@ def find_duplicates(
         for entry in entries:
             if entry.kind is not EntryKind.FILE or entry.size_bytes == 0:
                 continue
-            if entry.content_sha256 is None:
+            if entry.content_xxh3_128 is None:
                 continue
-            copies_by_digest.setdefault(entry.content_sha256, []).append(entry)
+            copies_by_digest.setdefault(entry.content_xxh3_128, []).append(entry)
 
     # (wasted bytes, hex digest, records) per group; records become DuplicateCopy
     # objects only for the groups that the report lists.
@@ -111,7 +113,7 @@ def find_duplicates(
     top = heapq.nsmallest(limit, candidates, key=lambda item: (-item[0], item[1]))
     groups = [
         DuplicateGroup(
-            sha256=hex_digest,
+            xxh3_128=hex_digest,
             size_bytes=records[0].size_bytes,
             wasted_bytes=wasted,
             copies=[

@@ -94,10 +94,22 @@ class _Node:
         # A node that only a deeper path implies keeps dive's empty header: 0, False.
         self.size_bytes = size_bytes
         self.is_dir = is_dir
-        self.children: dict[str, _Node] = {}
+        # Only add_child may insert, because a node without children shares the
+        # one _NO_CHILDREN dict.
+        self.children: dict[str, _Node] = _NO_CHILDREN
+
+    def add_child(self, name: str, child: _Node) -> None:
+        if self.children is _NO_CHILDREN:
+            self.children = {}
+        self.children[name] = child
 
 
-@dataclass
+# The children of every node that has none. Most nodes are leaves, and an empty
+# dict of their own would take 64 bytes each.
+_NO_CHILDREN: dict[str, _Node] = {}
+
+
+@dataclass(slots=True)
 class _PathTotals:
     """The visits of one path, as dive's EfficiencyData counts them."""
 
@@ -114,7 +126,7 @@ class _PathTotals:
         self.count += 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Leaf:
     # Names from the root, a whiteout's name with its ".wh." prefix.
     names: tuple[str, ...]
@@ -151,7 +163,7 @@ def _layer_tree(entries: Sequence[LayerEntry]) -> _Node:
                     complete = False
                     break
                 child = _Node()
-                node.children[name] = child
+                node.add_child(name, child)
             node = child
         if complete:
             # A later member at the same path replaces the header, not the children.
@@ -178,7 +190,7 @@ def _copy_tree(root: _Node) -> _Node:
         source, target = pending.pop()
         for name, child in source.children.items():
             child_copy = _Node(child.size_bytes, child.is_dir)
-            target.children[name] = child_copy
+            target.add_child(name, child_copy)
             pending.append((child, child_copy))
     return copy
 
@@ -256,7 +268,7 @@ class _DiveStack:
                 existing = target.children.get(name)
                 if existing is None:
                     existing = _Node()
-                    target.children[name] = existing
+                    target.add_child(name, existing)
                 if not name.startswith(WHITEOUT_PREFIX):
                     # A whiteout node is never added, but its children imply it.
                     existing.size_bytes = child.size_bytes
@@ -279,6 +291,20 @@ def _path_text(names: tuple[str, ...]) -> str:
     return ("/" + "/".join(names)).replace("//", "/")
 
 
+def _leaf_bytes(names: tuple[str, ...], node: _Node, stack: _DiveStack) -> int | None:
+    """Return the bytes that a visit of the leaf NODE at NAMES adds.
+
+    Returns None for a whiteout whose path the lower stack lacks, which aborts the
+    visits of its layer.
+    """
+    if not names[-1].startswith(WHITEOUT_PREFIX):
+        return node.size_bytes
+    hidden = stack.lookup(_visit_path(names))
+    if hidden is None:
+        return None
+    return _subtree_bytes(hidden) if hidden.is_dir else 0
+
+
 def _layer_visits(
     layer: _Node, stack: _DiveStack
 ) -> tuple[list[tuple[str, int]], str | None]:
@@ -287,28 +313,32 @@ def _layer_visits(
     dive visits leaves depth first in byte order, and a whiteout whose path the
     lower stack lacks returns an error that ends the visits of its layer. The path
     of that whiteout still gets totals, whose minimum stays -1. The order matters
-    only then, so only a layer with such a whiteout gets its leaves sorted.
+    only then, so the leaves are visited in tree order, and only a layer with such
+    a whiteout is visited again in byte order.
     """
+    counted: list[tuple[str, int]] = []
+    for names, node, _ in _walk(layer):
+        if node.children:
+            continue
+        size_bytes = _leaf_bytes(names, node, stack)
+        if size_bytes is None:
+            return _sorted_layer_visits(layer, stack)
+        counted.append((_path_text(_visit_path(names)), size_bytes))
+    return counted, None
+
+
+def _sorted_layer_visits(
+    layer: _Node, stack: _DiveStack
+) -> tuple[list[tuple[str, int]], str | None]:
+    """Return _layer_visits's result for a layer that a whiteout aborts."""
     leaves = [
         _Leaf(names, node) for names, node, _ in _walk(layer) if not node.children
     ]
-    visits: list[tuple[_Leaf, int | None]] = []
-    aborted = False
-    for leaf in leaves:
-        size_bytes: int | None = leaf.node.size_bytes
-        if leaf.names[-1].startswith(WHITEOUT_PREFIX):
-            hidden = stack.lookup(_visit_path(leaf.names))
-            if hidden is None:
-                size_bytes = None
-                aborted = True
-            else:
-                size_bytes = _subtree_bytes(hidden) if hidden.is_dir else 0
-        visits.append((leaf, size_bytes))
-    if aborted:
-        visits.sort(key=lambda visit: _sort_key(visit[0].names))
+    leaves.sort(key=lambda leaf: _sort_key(leaf.names))
     counted: list[tuple[str, int]] = []
-    for leaf, size_bytes in visits:
+    for leaf in leaves:
         path = _path_text(_visit_path(leaf.names))
+        size_bytes = _leaf_bytes(leaf.names, leaf.node, stack)
         if size_bytes is None:
             return counted, path
         counted.append((path, size_bytes))

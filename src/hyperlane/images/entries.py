@@ -7,11 +7,12 @@ these records afterwards, so that each layer blob is still read only once.
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import IO
+
+import xxhash
 
 from hyperlane.images.stacking import OPAQUE_MARKER, WHITEOUT_PREFIX
 
@@ -49,9 +50,12 @@ class LayerEntry:
     gid: int
     # Target of a symlink or hard link, as the header stores it, else None.
     link_target: str | None
-    # SHA-256 of a regular file's content; None for other kinds and sparse files,
-    # whose content is never read into memory.
-    content_sha256: bytes | None
+    # XXH3-128 digest (16 bytes) of a regular file's content, which duplicate and
+    # metadata-only detection compare. None for other kinds and for sparse files,
+    # whose content is never read into memory. XXH3 is not cryptographic, so
+    # crafted files can collide, while random contents collide with probability
+    # 2**-128.
+    content_xxh3_128: bytes | None
     sparse: bool
 
 
@@ -72,9 +76,9 @@ def entry_kind(member: tarfile.TarInfo, base: str) -> EntryKind:
     return EntryKind.SPECIAL
 
 
-def content_sha256(reader: IO[bytes] | None) -> bytes:
-    """Return the SHA-256 of everything READER yields, read in chunks."""
-    digest = hashlib.sha256()
+def content_xxh3_128(reader: IO[bytes] | None) -> bytes:
+    """Return the XXH3-128 digest of everything READER yields, read in chunks."""
+    digest = xxhash.xxh3_128()
     if reader is None:
         return digest.digest()
     while chunk := reader.read(_HASH_CHUNK_BYTES):
@@ -106,6 +110,6 @@ def make_entry(
         uid=member.uid,
         gid=member.gid,
         link_target=link,
-        content_sha256=digest,
+        content_xxh3_128=digest,
         sparse=member.issparse(),
     )

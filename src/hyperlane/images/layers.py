@@ -1,11 +1,11 @@
 """Read one layer blob as a stream: detect its compression, hash it, apply its tar.
 
 A blob larger than one read is read, hashed and decompressed by a second thread,
-while the calling thread parses the tar, hashes file contents and applies the
-members. zlib and hashlib release the GIL on large buffers, so the two halves run
-on two cores. Plain tar headers are parsed here, and every other header (PAX, GNU
-long names and sparse files, base-256 numbers, invalid checksums, the end of the
-archive) by tarfile's own ``TarInfo.fromtarfile``, so members come out as
+while the calling thread parses the tar, hashes file contents (XXH3-128) and
+applies the members. zlib and hashlib release the GIL on large buffers, so the two
+halves run on two cores. Plain tar headers are parsed here, and every other header
+(PAX, GNU long names and sparse files, base-256 numbers, invalid checksums, the end
+of the archive) by tarfile's own ``TarInfo.fromtarfile``, so members come out as
 tarfile's stream mode returns them.
 """
 
@@ -31,6 +31,7 @@ from tarfile import (  # type: ignore[attr-defined]
 )
 from typing import TYPE_CHECKING, Protocol
 
+import xxhash
 import zstandard
 
 from hyperlane.errors import ImageInvalid
@@ -428,29 +429,27 @@ class _TarStream:
                 raise tarfile.ReadError("unexpected end of data")
         self._position = max(self._position, offset - self._start)
 
-    def sha256(self, size: int) -> bytes:
-        """Return the SHA-256 of the next SIZE bytes, read without copying them.
+    def xxh3_128(self, size: int) -> bytes:
+        """Return the XXH3-128 digest of the next SIZE bytes, read without copying
+        them.
 
         Raises tarfile.ReadError when the tar ends first, as tarfile's extractfile
         does.
         """
         end = self._position + size
         if end <= len(self._chunk):
-            digest = hashlib.sha256(self._view[self._position : end])
+            digest = xxhash.xxh3_128_digest(self._view[self._position : end])
             self._position = end
-            return digest.digest()
-        digest = hashlib.sha256()
-        self._update(digest, size)
-        return digest.digest()
-
-    def _update(self, digest: _Hash, size: int) -> None:
+            return digest
+        hasher = xxhash.xxh3_128()
         while size > 0:
             if self._position == len(self._chunk) and not self._advance():
                 raise tarfile.ReadError("unexpected end of data")
             end = min(len(self._chunk), self._position + size)
-            digest.update(self._view[self._position : end])
+            hasher.update(self._view[self._position : end])
             size -= end - self._position
             self._position = end
+        return hasher.digest()
 
     def drain(self) -> None:
         """Read the rest of the tar, which belongs to the diff_id too."""
@@ -645,7 +644,7 @@ def _apply_members(
         path = _member_path(member.name)
         digest = None
         if member.isreg() and member.sparse is None:
-            digest = stream.sha256(member.size)
+            digest = stream.xxh3_128(member.size)
         entry = make_entry(layer_index, path, member, digest)
         stack.apply(member, entry)
         if path:
@@ -663,7 +662,7 @@ def read_layer(
     """Apply the layer tar read from SOURCE to STACK as its next layer.
 
     With KEEP_ENTRIES, every member also gets a LayerEntry, and the content of each
-    regular file that is not sparse is hashed as it streams past.
+    regular file that is not sparse is hashed with XXH3-128 as it streams past.
 
     Raises ImageInvalid naming ARCHIVE and BLOB_NAME when the blob is not a readable
     (gzip, zstd or plain) tar, a member escapes the root or a hard link dangles.

@@ -123,14 +123,14 @@ def _changed_fields(new: LayerEntry, old: LayerEntry) -> list[str]:
 
 def _metadata_only(entry: LayerEntry, tree: _Tree) -> list[str]:
     """Return the fields that ENTRY changes if it only rewrites metadata, else []."""
-    if entry.kind is not EntryKind.FILE or entry.content_sha256 is None:
+    if entry.kind is not EntryKind.FILE or entry.content_xxh3_128 is None:
         return []
     if entry.size_bytes == 0:
         return []
     lower = tree.lookup(entry.path)
     if lower is None or lower.kind is not EntryKind.FILE:
         return []
-    if lower.content_sha256 != entry.content_sha256:
+    if lower.content_xxh3_128 != entry.content_xxh3_128:
         return []
     return _changed_fields(entry, lower)
 

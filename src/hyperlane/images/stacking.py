@@ -24,7 +24,7 @@ class PathEscapesRoot(ValueError):
     """A member name or hard link target that normalises to a path outside the root."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Inode:
     """File content that one or more hard-linked paths share."""
 
@@ -36,7 +36,7 @@ class _Inode:
     entry: LayerEntry | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Node:
     """A path in the stacked file system: a directory or a non-directory entry."""
 
@@ -322,7 +322,7 @@ class FileSystemStack:
         return files
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VisibleFile:
     """A non-directory path of the final file system and the records behind it."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import tarfile
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+import xxhash
 
 from hyperlane.images import analyze_archive
 from hyperlane.images.metadata import MetadataLayer
@@ -77,7 +77,7 @@ def test_duplicate_and_chmod_layer(findings_archive: Path) -> None:
     groups = [
         group
         for group in result.duplicates.groups
-        if group.sha256 == hashlib.sha256(CONTENT).hexdigest()
+        if group.xxh3_128 == xxhash.xxh3_128_hexdigest(CONTENT)
     ]
     assert len(groups) == 1
     copies = sorted((c.layer_index, c.path, c.visible) for c in groups[0].copies)

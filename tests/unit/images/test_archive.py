@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -1110,3 +1111,22 @@ def test_invalid_header_mid_archive(tmp_path: Path) -> None:
         f"{str(path)!r} has an invalid tar header at byte {header_offset}, after "
         f"member {LOWER_MEMBER!r}; the archive is corrupt, export the image again"
     )
+
+
+def test_gc_state_restored(tmp_path: Path) -> None:
+    path = write_tar(tmp_path / "image.tar", docker_archive_members([LOWER, UPPER]))
+    broken = write_tar(
+        tmp_path / "broken.tar", docker_archive_members([LOWER, UPPER[:700]])
+    )
+    assert gc.isenabled()
+    assert_sample(analyze_archive(path))
+    assert gc.isenabled()
+    with pytest.raises(ImageInvalid):
+        analyze_archive(broken)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert_sample(analyze_archive(path))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

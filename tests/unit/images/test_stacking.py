@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from hyperlane.errors import ImageInvalid
 from hyperlane.images import ImageAnalysis, analyze_archive
@@ -451,14 +451,12 @@ def test_three_hardlinks_one_rewritten(tmp_path: Path) -> None:
         assert by_path[old_name].content.path == "f"
         assert by_path[old_name].content.layer_index == 0
         assert by_path[old_name].content.size_bytes == 30
-        assert (
-            by_path[old_name].content.content_sha256
-            == hashlib.sha256(b"o" * 30).digest()
-        )
+        expected = xxhash.xxh3_128_digest(b"o" * 30)
+        assert by_path[old_name].content.content_xxh3_128 == expected
     assert by_path["h"].entry.kind is EntryKind.HARDLINK
     assert by_path["g"].entry.kind is EntryKind.FILE
     assert by_path["g"].content.layer_index == 1
-    assert by_path["g"].content.content_sha256 == hashlib.sha256(b"n" * 5).digest()
+    assert by_path["g"].content.content_xxh3_128 == xxhash.xxh3_128_digest(b"n" * 5)
 
 
 def test_all_hardlinks_rewritten(tmp_path: Path) -> None:
@@ -524,7 +522,7 @@ def test_sparse_gnu_header(tmp_path: Path) -> None:
     lastlog = files[1].entry
     assert lastlog.sparse
     assert lastlog.kind is EntryKind.FILE
-    assert lastlog.content_sha256 is None
+    assert lastlog.content_xxh3_128 is None
     assert not files[0].entry.sparse
 
 
