@@ -11,10 +11,11 @@ mkdir -p "$log_dir"
 need_packages=()
 # nginx and wrk are the peers that load tests and benchmarks run beside Hyperlane,
 # debootstrap builds the Debian root file system of the image tests, and the
-# exporter tests scrape `hyperlane monitor` with a real Prometheus.
+# exporter tests scrape `hyperlane monitor` with a real Prometheus. docker-compose
+# (1.29 in Debian 12) starts the generated compose.yaml in the deploy file tests.
 for pair in podman:podman runc:runc dockerd:docker.io busybox:busybox-static \
     curl:curl python3:python3 nginx:nginx-light wrk:wrk debootstrap:debootstrap \
-    prometheus:prometheus ; do
+    prometheus:prometheus docker-compose:docker-compose ; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need_packages+=("${pair#*:}")
 done
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import docker.errors
 from docker.models.containers import Container
 from docker.models.images import Image
 
@@ -179,7 +180,14 @@ def _run_load_stage(
         result = run_load_workers(spec, workers, progress=observer.load_progress)
     finally:
         series = sampler.stop()
-    container.reload()
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        raise ServiceNotReady(
+            f"container {container.name} was removed during the load, so the run "
+            "has no result; keep other tools from removing Hyperlane's containers "
+            "and audit again"
+        ) from None
     state = container.attrs["State"]
     if not state.get("Running"):
         raise ServiceNotReady(
@@ -394,7 +402,11 @@ def _audit_stages(
     deploy_files: list[Path] = []
     if recommendation.status == "ok":
         deploy_files = write_deploy_files(
-            staging / "deploy", image_ref, container_port, recommendation
+            staging / "deploy",
+            image_ref,
+            container_port,
+            recommendation,
+            probe_path=settings.path,
         )
     document["deploy"] = {
         "files": [f"deploy/{path.name}" for path in deploy_files],

@@ -33,7 +33,7 @@ from hyperlane.units import (
 )
 
 CONFIG_FILE_NAME = "hyperlane.toml"
-KNOWN_SECTIONS = frozenset({"audit", "load", "image", "top", "monitor"})
+KNOWN_SECTIONS = frozenset({"audit", "load", "image", "top", "monitor", "rightsize"})
 ENV_PREFIX = "HYPERLANE_"
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 _REQUEST_PATH = re.compile(r"^/[\x21\x22\x24-\x7e]*$")
@@ -87,6 +87,29 @@ class _TomlSectionSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
+
+
+def _cpu_floor_field() -> Any:
+    """Return the field of the lowest CPU request, shared by audit and rightsize."""
+    return Field(
+        0.010,
+        # 1m is the smallest CPU quantity Kubernetes accepts, and 256 cores is
+        # 262144 CPU shares, the kernel's maximum.
+        ge=0.001,
+        le=256,
+        description="Lowest CPU request to recommend, e.g. 10m.",
+    )
+
+
+def _memory_floor_field() -> Any:
+    """Return the field of the lowest memory figure, shared by audit and rightsize."""
+    return Field(
+        100 * 2**20,
+        # Docker rejects memory limits below 6 MiB.
+        ge=6 * 2**20,
+        le=2**40,
+        description="Lowest memory to recommend, e.g. 100Mi.",
+    )
 
 
 class CommandSettings(BaseSettings):
@@ -229,21 +252,8 @@ class AuditSettings(LoadSettings):
     sample_interval: Seconds = Field(
         0.5, ge=0.05, le=60, description="Time between metric samples, e.g. 0.5s."
     )
-    cpu_floor: Cores = Field(
-        0.010,
-        # 1m is the smallest CPU quantity Kubernetes accepts, and 256 cores is
-        # 262144 CPU shares, the kernel's maximum.
-        ge=0.001,
-        le=256,
-        description="Lowest CPU request to recommend, e.g. 10m.",
-    )
-    memory_floor: Bytes = Field(
-        100 * 2**20,
-        # Docker rejects memory limits below 6 MiB.
-        ge=6 * 2**20,
-        le=2**40,
-        description="Lowest memory to recommend, e.g. 100Mi.",
-    )
+    cpu_floor: Cores = _cpu_floor_field()
+    memory_floor: Bytes = _memory_floor_field()
 
     @field_validator("path")
     @classmethod
@@ -427,6 +437,92 @@ class MonitorSettings(CommandSettings):
 
         host, port = parse_listen_address(value)
         return format_listen_address(host, port)
+
+
+class RightsizeSettings(CommandSettings):
+    """Settings of ``hyperlane rightsize``: the strategy and its parameters."""
+
+    section: ClassVar[str] = "rightsize"
+
+    strategy: Literal["percentile", "histogram"] = Field(
+        "percentile",
+        description="Sizing strategy: percentile (KRR's simple strategy) or "
+        "histogram (the Kubernetes VPA recommender).",
+    )
+    cpu_floor: Cores = _cpu_floor_field()
+    memory_floor: Bytes = _memory_floor_field()
+    margin: float = Field(
+        0.15,
+        ge=0,
+        le=10,
+        allow_inf_nan=False,
+        description="Safety margin as a ratio: 0.15 adds 15 % to the peak memory "
+        "(percentile) or to every histogram figure (histogram).",
+    )
+    cpu_percentile: float = Field(
+        95.0,
+        gt=0,
+        le=100,
+        description="percentile strategy: nearest-rank percentile of the CPU "
+        "readings that sets the CPU request.",
+    )
+    target_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Autoscaler target CPU utilisation, e.g. 0.7; keeps the CPU "
+        "request at or above peak CPU / target.",
+    )
+    throttling_threshold: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="Share of CFS periods throttled above which to report "
+        "throttling, e.g. 0.05 for 5 %.",
+    )
+    min_history_samples: int = Field(
+        60, ge=1, description="Samples below which a recommendation is an estimate."
+    )
+    min_history: Seconds = Field(
+        60.0, ge=0, description="History below which a recommendation is an estimate."
+    )
+    histogram_half_life: Seconds = Field(
+        86_400.0,
+        gt=0,
+        description="histogram strategy: time after which a sample weighs half, "
+        "e.g. 24h.",
+    )
+    histogram_target_percentile: float = Field(
+        90.0, gt=0, le=100, description="histogram strategy: percentile of the target."
+    )
+    histogram_lower_percentile: float = Field(
+        50.0,
+        gt=0,
+        le=100,
+        description="histogram strategy: percentile of the lower bound.",
+    )
+    histogram_upper_percentile: float = Field(
+        95.0,
+        gt=0,
+        le=100,
+        description="histogram strategy: percentile of the upper bound.",
+    )
+    histogram_memory_window: Seconds = Field(
+        86_400.0,
+        gt=0,
+        description="histogram strategy: window whose peak memory is one sample, "
+        "e.g. 24h.",
+    )
+    env: list[str] = Field(
+        default_factory=list,
+        description="Image environment 'NAME=VALUE' for the runtime hints, added to "
+        "the report's; repeat the flag for more.",
+    )
+    command: str | None = Field(
+        None,
+        description="Container command line for the runtime hints, e.g. 'java "
+        "-Xmx512m -jar app.jar' (default: the report's entrypoint and cmd).",
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=CommandSettings)

@@ -136,14 +136,10 @@ def test_container_exits_at_once(
     assert _owned_containers(engine_client) == []
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_removes_containers(
-    engine_name: str,
-    engine_client: docker.DockerClient,
-    tmp_path: Path,
-    signal_number: signal.Signals,
-) -> None:
-    out_dir = tmp_path / "report"
+def _start_audit_until_load(
+    engine_name: str, engine_client: docker.DockerClient, out_dir: Path
+) -> tuple[subprocess.Popen[str], str]:
+    """Start a 60 s audit; return it and its load container's name once that runs."""
     process = subprocess.Popen(
         [
             HYPERLANE,
@@ -161,16 +157,32 @@ def test_interrupt_removes_containers(
         stderr=subprocess.PIPE,
         text=True,
     )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        loads = [
+            name for name in _owned_containers(engine_client) if name.endswith("-load")
+        ]
+        if loads:
+            return process, loads[0]
+        if process.poll() is not None:
+            _, stderr = process.communicate()
+            pytest.fail(f"the audit ended before its load: {stderr}")
+        time.sleep(0.2)
+    process.kill()
+    process.communicate()
+    pytest.fail("the audit never started its load container")
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_removes_containers(
+    engine_name: str,
+    engine_client: docker.DockerClient,
+    tmp_path: Path,
+    signal_number: signal.Signals,
+) -> None:
+    out_dir = tmp_path / "report"
+    process, _ = _start_audit_until_load(engine_name, engine_client, out_dir)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            names = _owned_containers(engine_client)
-            if any(name.endswith("-load") for name in names):
-                break
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.2)
-        else:
-            pytest.fail("the audit never started its load container")
         time.sleep(1.0)
         # A second signal soon after the first must not cut the clean-up short.
         process.send_signal(signal_number)
@@ -183,6 +195,27 @@ def test_interrupt_removes_containers(
             process.communicate()
     assert process.returncode == ExitCode.INTERRUPTED, stderr
     assert "interrupted" in stderr
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert _owned_containers(engine_client) == []
+
+
+def test_load_container_removed(
+    engine_name: str, engine_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    process, load_name = _start_audit_until_load(engine_name, engine_client, out_dir)
+    try:
+        time.sleep(1.0)
+        engine_client.containers.get(load_name).remove(force=True)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == ExitCode.SERVICE_NOT_READY, stderr
+    assert "was removed during the load" in stderr
+    assert stdout == ""
     assert not out_dir.exists()
     assert list(tmp_path.iterdir()) == []
     assert _owned_containers(engine_client) == []

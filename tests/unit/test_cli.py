@@ -9,6 +9,7 @@ import pytest
 
 from hyperlane import __version__
 from hyperlane.exitcodes import ExitCode
+from tests.unit.images.builders import docker_archive, file, layer_tar
 
 HYPERLANE = str(Path(sys.executable).parent / "hyperlane")
 
@@ -43,6 +44,31 @@ def test_help_skips_heavy_imports() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False
     )
     assert result.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+def test_image_json_skips_heavy_imports(tmp_path: Path) -> None:
+    layer = layer_tar([file("bin/tool", b"tool" * 100), file("etc/conf", b"x")])
+    archive = docker_archive(tmp_path / "image.tar", [layer])
+    probe = (
+        f"import sys; sys.argv = ['hyperlane', 'image', '--json', {str(archive)!r}]\n"
+        "from hyperlane.cli.main import app\n"
+        "try:\n    app()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        # NOTE: asyncio is not in the list because pydantic_settings 2.16 imports
+        # it at module level, which the settings models need.
+        "heavy = ('docker', 'rich', 'uvloop', 'hdrh', 'yaml')\n"
+        "loaded = ','.join(m for m in heavy if m in sys.modules)\n"
+        "print(f'exit:{code} loaded:{loaded}', file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stderr.strip().splitlines()[-1] == "exit:0 loaded:"
+    document = json.loads(result.stdout)
+    assert document["image"]["files_total"] == 2
 
 
 @pytest.mark.parametrize("command", ["audit", "image", "load", "merge", "report"])

@@ -81,6 +81,13 @@ def test_merge_adds_runs(tmp_path: Path) -> None:
     assert load["latency"]["count"] == sum(counts)
     assert "Percentile" in hgrm.read_text()
 
+    copy = tmp_path / "copy.json"
+    copy.write_text(Path(paths[0]).read_text())
+    twice = _run("merge", paths[0], str(copy), paths[1], cwd=tmp_path)
+    assert twice.returncode == ExitCode.USAGE_ERROR
+    assert "same run" in twice.stderr
+    assert twice.stdout == ""
+
 
 def test_merge_rejects_single_file(tmp_path: Path) -> None:
     path = tmp_path / "one.json"

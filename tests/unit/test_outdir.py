@@ -1,5 +1,6 @@
 """The report directory appears whole on commit, and never in part."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,48 @@ def test_rejects_foreign_directory(tmp_path: Path) -> None:
 def test_rejects_missing_parent(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="parent"):
         StagedDirectory(tmp_path / "absent" / "report")
+
+
+def test_rejects_root_directory() -> None:
+    with pytest.raises(UsageError, match="root directory"):
+        StagedDirectory(Path("/"))
+
+
+def _set_immutable(path: Path, immutable: bool) -> bool:
+    """Set or clear the immutable attribute; return False where chattr cannot."""
+    flag = "+i" if immutable else "-i"
+    result = subprocess.run(
+        ["chattr", flag, str(path)], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+def test_rejects_immutable_target(tmp_path: Path) -> None:
+    target = tmp_path / "report"
+    _earlier_report(target)
+    if not _set_immutable(target, True):
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        with pytest.raises(UsageError, match="cannot be replaced"):
+            StagedDirectory(target)
+    finally:
+        _set_immutable(target, False)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["report"]
+
+
+def test_commit_failure_keeps_staged(tmp_path: Path) -> None:
+    # The target turns immutable during the run, after the start-up check.
+    target = tmp_path / "report"
+    _earlier_report(target)
+    with StagedDirectory(target) as staged:
+        (staged.path / "report.json").write_text("{}")
+        if not _set_immutable(target, True):
+            pytest.skip("chattr +i is not supported on this file system")
+        try:
+            with pytest.raises(UsageError) as raised:
+                staged.commit()
+        finally:
+            _set_immutable(target, False)
+    assert str(staged.path) in str(raised.value)
+    assert (staged.path / "report.json").read_text() == "{}"
+    assert (target / "report.json").read_text() == EARLIER_REPORT

@@ -6,7 +6,6 @@ Typer and the settings models.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -30,6 +29,7 @@ from hyperlane.settings import (
     ImageSettings,
     LoadSettings,
     MonitorSettings,
+    RightsizeSettings,
     TopSettings,
 )
 
@@ -85,6 +85,11 @@ def _interrupt_once(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _interrupted.set()
+    # Without asyncio loaded there is no event loop to cancel. The handler does not
+    # import it, since the signal may arrive in the middle of another import.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        raise KeyboardInterrupt
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -94,6 +99,19 @@ def _interrupt_once(signum: int, frame: FrameType | None) -> None:
     # tasks ends the run instead, and _run maps the cancellation to an interrupt.
     for task in asyncio.all_tasks(loop):
         task.cancel()
+
+
+def _cancelled_error() -> type[BaseException]:
+    """Import asyncio and return its CancelledError.
+
+    _run calls this only when an exception reaches its handler, so that commands
+    without an event loop need not import asyncio at start-up.
+    NOTE: pydantic_settings 2.16, which hyperlane.settings imports, imports asyncio
+    itself, so every command still loads it.
+    """
+    import asyncio
+
+    return asyncio.CancelledError
 
 
 def _run(action: Callable[[], int], verbose: bool) -> None:
@@ -107,8 +125,8 @@ def _run(action: Callable[[], int], verbose: bool) -> None:
     except HyperlaneError as error:
         typer.echo(f"hyperlane: error: {error}", err=True)
         raise typer.Exit(int(error.exit_code)) from None
-    except (KeyboardInterrupt, asyncio.CancelledError) as error:
-        if isinstance(error, asyncio.CancelledError) and not _interrupted.is_set():
+    except (KeyboardInterrupt, _cancelled_error()) as error:
+        if not isinstance(error, KeyboardInterrupt) and not _interrupted.is_set():
             raise
         typer.echo(
             "hyperlane: interrupted; containers it started were removed", err=True
@@ -203,7 +221,6 @@ def image_command(**kwargs: Any) -> None:
 
     def action() -> int:
         from hyperlane.cli.images import analyze_source
-        from hyperlane.report.terminal import render_image
         from hyperlane.settings import load_settings
 
         settings = load_settings(ImageSettings, flags, _config_path(common))
@@ -221,6 +238,9 @@ def image_command(**kwargs: Any) -> None:
         if common["json_output"]:
             _print_json(document)
         else:
+            # Rich and the renderers add about 25 ms, which --json does not need.
+            from hyperlane.report.terminal import render_image
+
             render_image(document, _stdout_console())
         if failed:
             from hyperlane.errors import ThresholdFailed
@@ -334,6 +354,14 @@ def merge_command(
                 raise UsageError(
                     f"result file {name!r} is not valid JSON: {error}"
                 ) from None
+        for later, document_b in enumerate(documents):
+            for earlier in range(later):
+                if documents[earlier] == document_b:
+                    raise UsageError(
+                        f"result files {results[earlier]!r} and {results[later]!r} "
+                        "hold the same run, which would count each of its requests "
+                        "twice; pass each run's result once"
+                    )
         merged = merge_results(documents, sources=results)
         document = document_header("load")
         document["load"] = merged.to_dict()
@@ -415,6 +443,36 @@ def monitor_command(**kwargs: Any) -> None:
     _run(action, common["verbose"])
 
 
+def rightsize_command(**kwargs: Any) -> None:
+    """Recommend CPU and memory per container from recorded samples.
+
+    INPUT is an audit report directory, its report.json, or a recording (.jsonl or
+    .jsonl.zst) that `hyperlane monitor --record` wrote. Also reports CFS
+    throttling and runtime settings (GOMAXPROCS, -Xmx, workers) that clash.
+    """
+    common, flags = _split(kwargs)
+    inputs = flags.pop("inputs")
+    _configure_logging(common["verbose"], common["quiet"])
+
+    def action() -> int:
+        from hyperlane.cli.rightsize import render_results, rightsize
+        from hyperlane.report.document import document_header
+        from hyperlane.settings import load_settings
+
+        settings = load_settings(RightsizeSettings, flags, _config_path(common))
+        results = rightsize([Path(item) for item in inputs], settings)
+        if common["json_output"]:
+            document = document_header("rightsize")
+            document["strategy"] = settings.strategy
+            document["containers"] = [result.to_dict() for result in results]
+            _print_json(document)
+        else:
+            render_results(results, _stdout_console())
+        return int(ExitCode.SUCCESS)
+
+    _run(action, common["verbose"])
+
+
 def _argument(name: str, annotation: Any, default: Any, help_text: str) -> Any:
     import inspect
 
@@ -471,6 +529,21 @@ app.command("top")(
 app.command("monitor")(
     with_parameters(
         monitor_command, [*settings_parameters(MonitorSettings), *COMMON_PARAMETERS]
+    )
+)
+app.command("rightsize")(
+    with_parameters(
+        rightsize_command,
+        [
+            _argument(
+                "inputs",
+                list[str],
+                ...,
+                "Audit report directories, report.json files or recordings.",
+            ),
+            *settings_parameters(RightsizeSettings),
+            *COMMON_PARAMETERS,
+        ],
     )
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -20,7 +22,12 @@ from hyperlane.errors import (
     ServiceNotReady,
     UsageError,
 )
-from hyperlane.metrics.discovery import ContainerDiscovery, TrackedContainer
+from hyperlane.metrics.discovery import (
+    ContainerDiscovery,
+    OomKillTracker,
+    TrackedContainer,
+    inspect_state,
+)
 from hyperlane.metrics.exporter import (
     ContainerIdentity,
     ContainerSnapshot,
@@ -70,6 +77,8 @@ class _Watched:
     tracked: TrackedContainer
     identity: ContainerIdentity
     failed_reads: int = 0
+    ended: bool = False
+    """True after the instance exited while the engine restarts the container."""
 
 
 class _Monitor:
@@ -95,6 +104,7 @@ class _Monitor:
         self._seen: set[str] = set()
         self._missing_names = set(settings.container)
         self._engine_failures = 0
+        self._oom_kills = OomKillTracker()
         self.samples = 0
         self.failed_reads = 0
         # Converts the readers' monotonic timestamps to Unix time.
@@ -160,10 +170,15 @@ class _Monitor:
             item.info.container_id: item for item in tracked if self._wanted(item)
         }
         for container_id in set(self._watched) - set(current):
+            if self._watched[container_id].ended and self._restarting(container_id):
+                continue
             self._drop(container_id, "is no longer running")
         for container_id, item in current.items():
-            if container_id in self._watched:
-                continue
+            watched = self._watched.get(container_id)
+            if watched is not None and not watched.ended:
+                if watched.tracked.info.pid == item.info.pid:
+                    continue
+                self._end_instance(container_id, watched)
             identity = identity_from_info(item.info, self._engine.info.local)
             self._watched[container_id] = _Watched(item, identity)
             self._seen.add(container_id)
@@ -193,14 +208,21 @@ class _Monitor:
             logger.info("container %r is not running yet; waiting for it", name)
 
     def _sample(self, container_id: str, watched: _Watched) -> None:
+        if watched.ended:
+            return
         reader = watched.tracked.reader
         info = watched.tracked.info
+        # A restart by the restart policy can reuse the cgroup path, so the
+        # reader would go on without an error. An exited init process shows it.
+        if self._engine.info.local and not (Path("/proc") / str(info.pid)).exists():
+            logger.debug("process %d of container %s exited", info.pid, info.name)
+            self._end_instance(container_id, watched)
+            return
         try:
             sample = reader.read()
         except ServiceNotReady as error:
             logger.debug("reading container %s ended: %s", info.name, error)
-            self._discovery.forget(container_id)
-            self._drop(container_id, "stopped")
+            self._end_instance(container_id, watched)
             return
         except (HyperlaneError, OSError) as error:
             watched.failed_reads += 1
@@ -223,6 +245,9 @@ class _Monitor:
                 source=reader.source,
                 sample=sample,
                 sample_unix_seconds=sample.timestamp_seconds + self.unix_offset_seconds,
+                oom_kills_total=self._oom_kills.observe(
+                    info, sample.memory_oom_kills_total
+                ),
             )
         )
         if self._writer is not None:
@@ -235,6 +260,50 @@ class _Monitor:
                 labels=info.labels,
                 cpu_limit_cores=info.cpu_limit_cores,
             )
+
+    def _end_instance(self, container_id: str, watched: _Watched) -> None:
+        """Count the OOM kills of an exited instance and stop reading it.
+
+        A container that the engine restarts keeps its last snapshot, with the
+        new OOM kill total, until the next refresh opens a reader for the new
+        process. Any other container is dropped.
+        """
+        info = watched.tracked.info
+        self._discovery.forget(container_id)
+        try:
+            state = inspect_state(self._engine, container_id)
+        except EngineUnavailable as error:
+            logger.warning(
+                "cannot inspect container %s after its exit, so an OOM kill that "
+                "ended it is not counted: %s",
+                info.name,
+                error,
+            )
+            state = None
+        self._oom_kills.end_instance(info, state is not None and state.oom_killed)
+        if state is None or not state.running:
+            self._drop(container_id, "stopped")
+            return
+        logger.info(
+            "container %s exited (OOMKilled %s) and restarts (RestartCount %d)",
+            info.name,
+            state.oom_killed,
+            state.restart_count,
+        )
+        watched.ended = True
+        snapshot = self._store.get(container_id)
+        if snapshot is not None:
+            total = self._oom_kills.total(info.name)
+            self._store.update(dataclasses.replace(snapshot, oom_kills_total=total))
+
+    def _restarting(self, container_id: str) -> bool:
+        """Return True while the engine is restarting an exited container."""
+        try:
+            state = inspect_state(self._engine, container_id)
+        except EngineUnavailable as error:
+            logger.debug("inspecting container %s failed: %s", container_id[:12], error)
+            return False
+        return state is not None and state.running
 
     def _drop(self, container_id: str, why: str) -> None:
         watched = self._watched.pop(container_id, None)
@@ -310,7 +379,9 @@ def run_monitor(settings: MonitorSettings, quiet: bool) -> MonitorResult:
     try:
         if settings.listen is not None:
             host, port = parse_listen_address(settings.listen)
-            server = serve_metrics(host, port, store)
+            # Device numbers of a remote engine's host mean nothing in this sysfs.
+            sys_root = Path("/sys") if engine.info.local else None
+            server = serve_metrics(host, port, store, sys_root)
             logger.info(
                 "serving Prometheus metrics on http://%s/metrics",
                 format_listen_address(host, server.port),
@@ -338,6 +409,12 @@ def run_monitor(settings: MonitorSettings, quiet: bool) -> MonitorResult:
             reason = monitor.run(status)
         if writer is not None:
             writer.close(reason)
+        if monitor.containers_seen == 0:
+            logger.warning(
+                "no running container of %s matched the filters, so nothing was "
+                "sampled; check --container and --label against `docker ps`",
+                engine.info.name,
+            )
         logger.info(
             "monitor stopped (%s) after %d samples of %d containers",
             reason,
@@ -380,8 +457,10 @@ def run_monitor_command(
         sys.stdout.write(dumps(document))
     else:
         target = f"; recording: {result.record}" if result.record else ""
+        containers = "container" if result.containers == 1 else "containers"
+        samples = "sample" if result.samples == 1 else "samples"
         sys.stdout.write(
-            f"Monitored {result.containers} containers: {result.samples} samples "
+            f"Monitored {result.containers} {containers}: {result.samples} {samples} "
             f"in {result.duration_seconds:.1f} s ({result.stop_reason}){target}\n"
         )
     return int(ExitCode.SUCCESS)

@@ -770,6 +770,14 @@ def _finish(
         requests_unsent = max(0, due - state.total.sent)
         requests_scheduled = state.total.sent + requests_unsent
         check.check_rate(requests_scheduled, requests_unsent, state.late_sends)
+    statuses = state.total.status_counts
+    if state.total.completed > 0 and statuses[2] + statuses[3] == 0:
+        # No counts in the text, so that the workers' copies merge into one.
+        check.warn(
+            "status",
+            "no response had a 2xx or 3xx status, so the latency figures describe "
+            "error responses; check the URL, --path and the server's logs",
+        )
     return build_result(
         spec,
         total=state.total,

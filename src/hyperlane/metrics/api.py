@@ -12,9 +12,17 @@ import docker.errors
 from docker.models.containers import Container
 
 from hyperlane.errors import EngineUnavailable, ServiceNotReady
-from hyperlane.metrics.cgroup import NO_NETWORK, BlockIoCounters, NetworkCounters
+from hyperlane.metrics.cgroup import (
+    NO_NETWORK,
+    BlockIoCounters,
+    NetworkCounters,
+    interface_counters,
+    network_counters,
+)
 from hyperlane.metrics.sample import (
     UNLIMITED_FLOOR_BYTES,
+    DeviceCounters,
+    InterfaceCounters,
     Sample,
     resolve_memory_limit,
 )
@@ -238,6 +246,8 @@ def parse_api_stats(
         network_transmit_packets_total=network.transmit_packets,
         network_transmit_errors_total=network.transmit_errors,
         network_transmit_packets_dropped_total=network.transmit_dropped,
+        network_interfaces=network.interfaces,
+        block_devices=block_io.devices,
         processes=None,
         threads=_get_int(stats, "pids_stats", "current"),
     )
@@ -330,21 +340,47 @@ def _network_totals(networks: object) -> NetworkCounters:
         "tx_dropped",
     )
     sums = dict.fromkeys(keys, 0)
-    for interface in networks.values():
+    interfaces = []
+    for name, interface in networks.items():
         if not isinstance(interface, Mapping):
             continue
+        values = {key: _get_int(interface, key) or 0 for key in keys}
         for key in keys:
-            sums[key] += _get_int(interface, key) or 0
-    totals: dict[str, int | None] = dict(sums)
+            sums[key] += values[key]
+        counters = _without_unreported(values)
+        interfaces.append(interface_counters(str(name), counters))
+    return network_counters(_without_unreported(sums), tuple(interfaces))
+
+
+def _without_unreported(values: Mapping[str, int]) -> list[int | None]:
+    """Return the eight counters, None for those Podman 4.3 leaves at 0."""
+    totals: dict[str, int | None] = dict(values)
     for direction in ("rx", "tx"):
-        if sums[f"{direction}_bytes"] > 0 and sums[f"{direction}_packets"] == 0:
+        if values[f"{direction}_bytes"] > 0 and values[f"{direction}_packets"] == 0:
             for counter in ("packets", "errors", "dropped"):
                 totals[f"{direction}_{counter}"] = None
-    return NetworkCounters(*(totals[key] for key in keys))
+    return list(totals.values())
 
 
 def _swap_directions(network: NetworkCounters) -> NetworkCounters:
+    interfaces = None
+    if network.interfaces is not None:
+        interfaces = tuple(
+            InterfaceCounters(
+                name=item.name,
+                receive_bytes=item.transmit_bytes,
+                receive_packets=item.transmit_packets,
+                receive_errors=item.transmit_errors,
+                receive_dropped=item.transmit_dropped,
+                transmit_bytes=item.receive_bytes,
+                transmit_packets=item.receive_packets,
+                transmit_errors=item.receive_errors,
+                transmit_dropped=item.receive_dropped,
+            )
+            for item in network.interfaces
+        )
     return NetworkCounters(
+        interfaces=interfaces,
         receive_bytes=network.transmit_bytes,
         receive_packets=network.transmit_packets,
         receive_errors=network.transmit_errors,
@@ -367,16 +403,39 @@ def _block_io_totals(blkio_stats: object) -> BlockIoCounters:
     """
     if not isinstance(blkio_stats, Mapping):
         return BlockIoCounters(None, None, None, None)
+    per_device: dict[tuple[int, int], dict[str, int]] = {}
     read_bytes, write_bytes = _sum_blkio_entries(
-        blkio_stats.get("io_service_bytes_recursive")
+        blkio_stats.get("io_service_bytes_recursive"), "bytes", per_device
     )
     read_operations, write_operations = _sum_blkio_entries(
-        blkio_stats.get("io_serviced_recursive")
+        blkio_stats.get("io_serviced_recursive"), "operations", per_device
     )
-    return BlockIoCounters(read_bytes, write_bytes, read_operations, write_operations)
+    devices = None
+    if per_device:
+        devices = tuple(
+            DeviceCounters(
+                major=major,
+                minor=minor,
+                read_bytes=counters.get("read_bytes"),
+                write_bytes=counters.get("write_bytes"),
+                read_operations=counters.get("read_operations"),
+                write_operations=counters.get("write_operations"),
+            )
+            for (major, minor), counters in sorted(per_device.items())
+        )
+    return BlockIoCounters(
+        read_bytes, write_bytes, read_operations, write_operations, devices=devices
+    )
 
 
-def _sum_blkio_entries(entries: object) -> tuple[int | None, int | None]:
+def _sum_blkio_entries(
+    entries: object, unit: str, per_device: dict[tuple[int, int], dict[str, int]]
+) -> tuple[int | None, int | None]:
+    """Sum the read and write entries, and add them per device to per_device.
+
+    unit is "bytes" or "operations", the suffix of the DeviceCounters fields.
+    Entries without integer major and minor numbers count in the sums only.
+    """
     if not isinstance(entries, list) or not entries:
         return None, None
     read_total = write_total = 0
@@ -384,11 +443,19 @@ def _sum_blkio_entries(entries: object) -> tuple[int | None, int | None]:
         if not isinstance(entry, Mapping):
             continue
         operation = str(entry.get("op", "")).lower()
+        if operation not in ("read", "write"):
+            continue
         value = _get_int(entry, "value") or 0
         if operation == "read":
             read_total += value
-        elif operation == "write":
+        else:
             write_total += value
+        major = _get_int(entry, "major")
+        minor = _get_int(entry, "minor")
+        if major is not None and minor is not None:
+            counters = per_device.setdefault((major, minor), {})
+            key = f"{operation}_{unit}"
+            counters[key] = counters.get(key, 0) + value
     return read_total, write_total
 
 

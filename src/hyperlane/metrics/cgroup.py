@@ -15,13 +15,18 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from hyperlane.errors import ServiceNotReady, UsageError
-from hyperlane.metrics.sample import Sample, resolve_memory_limit
+from hyperlane.metrics.sample import (
+    DeviceCounters,
+    InterfaceCounters,
+    Sample,
+    resolve_memory_limit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +315,8 @@ class BlockIoCounters:
     """Read operations."""
     write_operations: int | None
     """Write operations."""
+    devices: tuple[DeviceCounters, ...] | None = None
+    """The same counters per device, ordered by major:minor."""
 
 
 _NO_BLOCK_IO = BlockIoCounters(None, None, None, None)
@@ -346,6 +353,25 @@ class NetworkCounters:
     transmit_packets: int | None
     transmit_errors: int | None
     transmit_dropped: int | None
+    interfaces: tuple[InterfaceCounters, ...] | None = None
+    """The same counters per interface except lo, in the source's order."""
+
+
+def network_counters(
+    values: Sequence[int | None], interfaces: tuple[InterfaceCounters, ...] | None
+) -> NetworkCounters:
+    """Build NetworkCounters from the eight totals in the order of its fields."""
+    return NetworkCounters(
+        receive_bytes=values[0],
+        receive_packets=values[1],
+        receive_errors=values[2],
+        receive_dropped=values[3],
+        transmit_bytes=values[4],
+        transmit_packets=values[5],
+        transmit_errors=values[6],
+        transmit_dropped=values[7],
+        interfaces=interfaces,
+    )
 
 
 NO_NETWORK = NetworkCounters(None, None, None, None, None, None, None, None)
@@ -579,6 +605,8 @@ def _assemble_sample(
         network_transmit_packets_dropped_total=network.transmit_dropped,
         processes=processes,
         threads=threads,
+        network_interfaces=network.interfaces,
+        block_devices=block_io.devices,
     )
 
 
@@ -590,6 +618,7 @@ def _block_io_v1(directory: Path | None) -> BlockIoCounters:
     if directory is None:
         return _NO_BLOCK_IO
     read_bytes = write_bytes = read_operations = write_operations = None
+    per_device: dict[tuple[int, int], dict[str, int]] = {}
     for name, is_bytes in (("io_service_bytes", True), ("io_serviced", False)):
         path = directory / f"blkio.throttle.{name}_recursive"
         text = _read_text(path)
@@ -598,14 +627,43 @@ def _block_io_v1(directory: Path | None) -> BlockIoCounters:
             text = _read_text(path)
         if text is None:
             continue
-        totals = parse_blkio_throttle(text, path)
-        if totals is None:
+        devices = blkio_throttle_devices(text, path)
+        if not devices:
             continue
+        read_total = sum(read for read, _ in devices.values())
+        write_total = sum(write for _, write in devices.values())
+        kind = "bytes" if is_bytes else "operations"
+        for device, (read, write) in devices.items():
+            counters = per_device.setdefault(device, {})
+            counters[f"read_{kind}"] = read
+            counters[f"write_{kind}"] = write
         if is_bytes:
-            read_bytes, write_bytes = totals
+            read_bytes, write_bytes = read_total, write_total
         else:
-            read_operations, write_operations = totals
-    return BlockIoCounters(read_bytes, write_bytes, read_operations, write_operations)
+            read_operations, write_operations = read_total, write_total
+    return BlockIoCounters(
+        read_bytes,
+        write_bytes,
+        read_operations,
+        write_operations,
+        devices=_device_counters(per_device) if per_device else None,
+    )
+
+
+def _device_counters(
+    per_device: Mapping[tuple[int, int], Mapping[str, int]],
+) -> tuple[DeviceCounters, ...]:
+    return tuple(
+        DeviceCounters(
+            major=major,
+            minor=minor,
+            read_bytes=counters.get("read_bytes"),
+            write_bytes=counters.get("write_bytes"),
+            read_operations=counters.get("read_operations"),
+            write_operations=counters.get("write_operations"),
+        )
+        for (major, minor), counters in sorted(per_device.items())
+    )
 
 
 def parse_blkio_throttle(text: str, path: Path) -> tuple[int, int] | None:
@@ -619,8 +677,21 @@ def parse_blkio_throttle(text: str, path: Path) -> tuple[int, int] | None:
     it since boot, and a device appears in a cgroup's file after its first I/O.
     Raises UsageError naming the file for a line in another format.
     """
-    read_total = write_total = 0
-    devices = 0
+    devices = blkio_throttle_devices(text, path)
+    if not devices:
+        return None
+    read_total = sum(read for read, _ in devices.values())
+    write_total = sum(write for _, write in devices.values())
+    return read_total, write_total
+
+
+def blkio_throttle_devices(text: str, path: Path) -> dict[tuple[int, int], list[int]]:
+    """Return the [Read, Write] values of a v1 blkio.throttle.* file per device.
+
+    The keys are (major, minor). Raises UsageError naming the file for a line
+    that parse_blkio_throttle would reject.
+    """
+    devices: dict[tuple[int, int], list[int]] = {}
     for line in text.splitlines():
         fields = line.split()
         if not fields:
@@ -630,15 +701,18 @@ def parse_blkio_throttle(text: str, path: Path) -> tuple[int, int] | None:
             continue
         if len(fields) != 3 or ":" not in fields[0]:
             raise _invalid_line(path, line, "'<major>:<minor> <operation> <value>'")
-        devices += 1
+        counters = devices.setdefault(_parse_device(fields[0], path, line), [0, 0])
         value = _parse_int(fields[2], path, line)
         if fields[1] == "Read":
-            read_total += value
+            counters[0] += value
         elif fields[1] == "Write":
-            write_total += value
-    if devices == 0:
-        return None
-    return read_total, write_total
+            counters[1] += value
+    return devices
+
+
+def _parse_device(text: str, path: Path, line: str) -> tuple[int, int]:
+    major, _, minor = text.partition(":")
+    return _parse_int(major, path, line), _parse_int(minor, path, line)
 
 
 def _block_io_v2(directory: Path | None) -> BlockIoCounters:
@@ -658,24 +732,35 @@ def parse_io_stat(text: str, path: Path) -> BlockIoCounters:
     four are skipped, because io.cost adds keys with non-integer values. Raises
     UsageError naming the file for a line in another format.
     """
-    sums = {"rbytes": 0, "wbytes": 0, "rios": 0, "wios": 0}
+    keys = {
+        "rbytes": "read_bytes",
+        "wbytes": "write_bytes",
+        "rios": "read_operations",
+        "wios": "write_operations",
+    }
+    per_device: dict[tuple[int, int], dict[str, int]] = {}
     for line in text.splitlines():
         fields = line.split()
         if not fields:
             continue
         if ":" not in fields[0]:
             raise _invalid_line(path, line, "'<major>:<minor> key=value ...'")
+        counters = per_device.setdefault(
+            _parse_device(fields[0], path, line), dict.fromkeys(keys.values(), 0)
+        )
         for field in fields[1:]:
             key, separator, value = field.partition("=")
             if not separator:
                 raise _invalid_line(path, line, "'<major>:<minor> key=value ...'")
-            if key in sums:
-                sums[key] += _parse_int(value, path, line)
+            if key in keys:
+                counters[keys[key]] += _parse_int(value, path, line)
+    devices = _device_counters(per_device)
     return BlockIoCounters(
-        read_bytes=sums["rbytes"],
-        write_bytes=sums["wbytes"],
-        read_operations=sums["rios"],
-        write_operations=sums["wios"],
+        read_bytes=sum(device.read_bytes or 0 for device in devices),
+        write_bytes=sum(device.write_bytes or 0 for device in devices),
+        read_operations=sum(device.read_operations or 0 for device in devices),
+        write_operations=sum(device.write_operations or 0 for device in devices),
+        devices=devices,
     )
 
 
@@ -728,6 +813,7 @@ def parse_net_dev(text: str, path: Path = Path("/proc/net/dev")) -> NetworkCount
     sums = [0] * 8
     # Received bytes, packets, errs, drop and sent bytes, packets, errs, drop.
     columns = (0, 1, 2, 3, 8, 9, 10, 11)
+    interfaces = []
     for line in text.splitlines()[2:]:
         if not line.strip():
             continue
@@ -738,9 +824,26 @@ def parse_net_dev(text: str, path: Path = Path("/proc/net/dev")) -> NetworkCount
         values = [_parse_int(field, path, line) for field in fields]
         if interface.strip() == "lo":
             continue
-        for index, column in enumerate(columns):
-            sums[index] += values[column]
-    return NetworkCounters(*sums)
+        selected = [values[column] for column in columns]
+        interfaces.append(interface_counters(interface.strip(), selected))
+        for index, value in enumerate(selected):
+            sums[index] += value
+    return network_counters(sums, tuple(interfaces))
+
+
+def interface_counters(name: str, values: Sequence[int | None]) -> InterfaceCounters:
+    """Build InterfaceCounters from the eight counters in the order of its fields."""
+    return InterfaceCounters(
+        name=name,
+        receive_bytes=values[0],
+        receive_packets=values[1],
+        receive_errors=values[2],
+        receive_dropped=values[3],
+        transmit_bytes=values[4],
+        transmit_packets=values[5],
+        transmit_errors=values[6],
+        transmit_dropped=values[7],
+    )
 
 
 def _invalid_cpu_usage(path: Path, text: str) -> UsageError:

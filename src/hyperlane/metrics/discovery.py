@@ -213,3 +213,124 @@ def _inspect(engine: Engine, container_id: str) -> ContainerInfo | None:
     except UsageError:
         logger.debug("container %s stopped before inspect", container_id[:12])
         return None
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """The State block of a container's inspect data, as far as restarts need it."""
+
+    running: bool
+    """True while the container runs or waits to be restarted (State.Restarting)."""
+    pid: int
+    """Host PID of the init process, 0 while the container is not running."""
+    oom_killed: bool
+    """State.OOMKilled: the kernel OOM-killed a process before the last exit.
+
+    Docker resets it when the container starts again, so only an inspect between
+    the exit and the restart returns True.
+    """
+    restart_count: int
+    """State.RestartCount: restarts by the restart policy since docker run."""
+
+
+def inspect_state(engine: Engine, container_id: str) -> ContainerState | None:
+    """Inspect a container's state, or return None when it was removed.
+
+    Raises EngineUnavailable when the inspect request fails for another reason.
+    """
+    try:
+        attrs = engine.client.api.inspect_container(container_id)
+    except docker.errors.NotFound:
+        return None
+    except (docker.errors.DockerException, OSError) as error:
+        raise EngineUnavailable(
+            f"inspecting container {container_id[:12]} on the {engine.info.name} "
+            f"engine failed: {error}; check that the engine is running"
+        ) from error
+    state = attrs.get("State") or {}
+    return ContainerState(
+        running=bool(state.get("Running")) or bool(state.get("Restarting")),
+        pid=int(state.get("Pid") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        restart_count=int(attrs.get("RestartCount") or 0),
+    )
+
+
+@dataclass
+class _OomHistory:
+    instance: tuple[str, int]
+    """(container id, pid) of the instance seen last."""
+    carried: int = 0
+    """OOM kills of the instances that ended before it."""
+    current: int | None = None
+    """Latest OOM kill count of the cgroup of that instance."""
+    ended: bool = False
+    """True once end_instance() has added current to carried."""
+
+
+class OomKillTracker:
+    """OOM kills per container name that survive restarts and replacements.
+
+    The kernel's counters (memory.events oom_kill on cgroup v2, memory.oom_control
+    oom_kill on v1) start at 0 in each new cgroup, which a restart by the restart
+    policy and a replacement under the same name both create. The tracker adds
+    the last count of each ended instance, and at least 1 when the engine reports
+    that an OOM kill ended it, to the count of the running instance. An instance
+    is a (container id, pid) pair, so a pid change is a restart.
+
+    NOTE: the total is a lower bound. A kill that ended an instance counts only
+    when a sample read the cgroup counter after it, or when an inspect returned
+    State.OOMKilled before the engine restarted the container, because Docker
+    clears that flag on start.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, _OomHistory] = {}
+
+    def observe(self, info: ContainerInfo, oom_kills: int | None) -> int | None:
+        """Record a sample's OOM kill count and return the total for info.name.
+
+        Returns None while no instance of that name reported a count or ended
+        with an OOM kill.
+        """
+        instance = (info.container_id, info.pid)
+        history = self._by_name.setdefault(info.name, _OomHistory(instance))
+        if history.instance != instance:
+            if not history.ended:
+                history.carried += history.current or 0
+            self._by_name[info.name] = history = _OomHistory(
+                instance, carried=history.carried
+            )
+        if oom_kills is not None:
+            if history.current is not None and oom_kills < history.current:
+                # The counter went back, so a new cgroup replaced the old one
+                # before this tracker saw a new pid. Keep what the old one counted.
+                history.carried += history.current
+            history.current = oom_kills
+        if history.current is None and history.carried == 0:
+            return None
+        return history.carried + (history.current or 0)
+
+    def end_instance(self, info: ContainerInfo, oom_killed: bool) -> None:
+        """Add the kills of the instance in info to the name's total.
+
+        oom_killed is State.OOMKilled from an inspect after the exit. Only the
+        first call per instance counts.
+        """
+        instance = (info.container_id, info.pid)
+        history = self._by_name.setdefault(info.name, _OomHistory(instance))
+        if history.instance != instance or history.ended:
+            return
+        kills = history.current or 0
+        if oom_killed:
+            kills = max(kills, 1)
+        history.carried += kills
+        history.current = None
+        history.ended = True
+
+    def total(self, name: str) -> int | None:
+        """Return the OOM kills of every instance of a container name, or None."""
+        history = self._by_name.get(name)
+        if history is None or (history.current is None and history.carried == 0):
+            return None
+        return history.carried + (history.current or 0)

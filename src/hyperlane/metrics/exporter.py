@@ -5,9 +5,11 @@ Prometheus metrics (docs/storage/prometheus.md in google/cadvisor), so dashboard
 PromQL written for cAdvisor work unchanged. Samples carry the time they were taken as
 their Prometheus timestamp, as cAdvisor's do.
 
-A Sample holds counters summed over network interfaces and block devices, so the
-network metrics carry one `interface` label and the block I/O metrics no `device`
-label. See ContainerIdentity.interface.
+The network metrics carry one series per interface with its `interface` label, and
+the block I/O metrics one series per device with cAdvisor's `device` label (plus
+`major`, `minor` and `operation` on container_blkio_device_usage_total). A sample
+without those breakdowns (a recording of schema 1.0) gives one series of totals
+instead, with the `interface` label that ContainerIdentity.interface sets.
 """
 
 from __future__ import annotations
@@ -122,9 +124,10 @@ class ContainerIdentity:
     labels: Mapping[str, str] = field(default_factory=dict)
     """Container labels, exported as container_label_<key> labels."""
     interface: str = ""
-    """Value of the `interface` label of the network metrics.
+    """Value of the `interface` label of network totals.
 
-    The counters are summed over every interface except lo. With one such
+    The exporter uses it only for a sample without per-interface counters,
+    whose totals are summed over every interface except lo. With one such
     interface this is its name ("eth0"), with several the names joined by "+",
     and empty (no label) when the names are unknown.
     """
@@ -146,6 +149,11 @@ class ContainerSnapshot:
     sample: Sample
     sample_unix_seconds: float
     """Unix time of the sample, in seconds."""
+    oom_kills_total: int | None = None
+    """OOM kills of every instance of the container name (OomKillTracker).
+
+    None leaves container_oom_events_total to the sample's own count.
+    """
 
 
 def identity_from_info(
@@ -268,6 +276,10 @@ class SampleStore:
         with self._lock:
             self._snapshots[snapshot.identity.container_id] = snapshot
 
+    def get(self, container_id: str) -> ContainerSnapshot | None:
+        with self._lock:
+            return self._snapshots.get(container_id)
+
     def remove(self, container_id: str) -> None:
         with self._lock:
             self._snapshots.pop(container_id, None)
@@ -281,6 +293,11 @@ class SampleStore:
         self.last_scrape_unix_seconds = self._clock()
 
 
+DeviceNamer = Callable[[int, int], str]
+"""Return the `device` label of a block device from its major and minor numbers."""
+Series = list[tuple[dict[str, str], float]]
+
+
 @dataclass(frozen=True)
 class _Metric:
     """One exported metric: its cAdvisor name, type, help text and value."""
@@ -291,8 +308,74 @@ class _Metric:
     help: str
     value: Callable[[ContainerSnapshot], float | None]
     extra_labels: tuple[tuple[str, str], ...] = ()
-    """Fixed labels after id, image and name; a label named "interface" takes
-    its value from the identity."""
+    """Fixed labels after id, image and name."""
+    series: Callable[[ContainerSnapshot, DeviceNamer], Series] | None = None
+    """Labels and values of several series per container, which replace value."""
+
+
+def _network(
+    total_field: str, interface_field: str
+) -> Callable[[ContainerSnapshot, DeviceNamer], Series]:
+    def series(snapshot: ContainerSnapshot, device_name: DeviceNamer) -> Series:
+        interfaces = snapshot.sample.network_interfaces
+        if interfaces is None:
+            total = getattr(snapshot.sample, total_field)
+            if total is None:
+                return []
+            interface = snapshot.identity.interface
+            return [({"interface": interface} if interface else {}, float(total))]
+        result = []
+        for item in interfaces:
+            value = getattr(item, interface_field)
+            if value is not None:
+                result.append(({"interface": item.name}, float(value)))
+        return result
+
+    return series
+
+
+def _block_io(
+    total_field: str, device_field: str
+) -> Callable[[ContainerSnapshot, DeviceNamer], Series]:
+    def series(snapshot: ContainerSnapshot, device_name: DeviceNamer) -> Series:
+        devices = snapshot.sample.block_devices
+        if devices is None:
+            total = getattr(snapshot.sample, total_field)
+            return [] if total is None else [({}, float(total))]
+        result = []
+        for item in devices:
+            value = getattr(item, device_field)
+            if value is not None:
+                labels = {"device": device_name(item.major, item.minor)}
+                result.append((labels, float(value)))
+        return result
+
+    return series
+
+
+def _blkio_device_usage(
+    snapshot: ContainerSnapshot, device_name: DeviceNamer
+) -> Series:
+    result: Series = []
+    for item in snapshot.sample.block_devices or ():
+        for operation, value in (
+            ("Read", item.read_bytes),
+            ("Write", item.write_bytes),
+        ):
+            if value is None:
+                continue
+            labels = {
+                "device": device_name(item.major, item.minor),
+                "major": str(item.major),
+                "minor": str(item.minor),
+                "operation": operation,
+            }
+            result.append((labels, float(value)))
+    return result
+
+
+def _no_value(snapshot: ContainerSnapshot) -> float | None:
+    return None
 
 
 def _field(name: str) -> Callable[[ContainerSnapshot], float | None]:
@@ -317,7 +400,6 @@ def _optional(value: float | int | None) -> float | None:
     return None if value is None else float(value)
 
 
-_INTERFACE = (("interface", ""),)
 _CPU_TOTAL = (("cpu", "total"),)
 
 METRICS: tuple[_Metric, ...] = (
@@ -405,7 +487,11 @@ METRICS: tuple[_Metric, ...] = (
         "container_oom_events_total",
         "counter",
         "Count of out of memory events observed for the container (OOM kills).",
-        _field("memory_oom_kills_total"),
+        lambda snapshot: _optional(
+            snapshot.sample.memory_oom_kills_total
+            if snapshot.oom_kills_total is None
+            else snapshot.oom_kills_total
+        ),
     ),
     _Metric(
         "container_pressure_memory_waiting_seconds_total",
@@ -422,26 +508,37 @@ METRICS: tuple[_Metric, ...] = (
     _Metric(
         "container_fs_reads_bytes_total",
         "counter",
-        "Cumulative count of bytes read, summed over the block devices.",
-        _field("block_io_read_bytes_total"),
+        "Cumulative count of bytes read.",
+        _no_value,
+        series=_block_io("block_io_read_bytes_total", "read_bytes"),
     ),
     _Metric(
         "container_fs_writes_bytes_total",
         "counter",
-        "Cumulative count of bytes written, summed over the block devices.",
-        _field("block_io_write_bytes_total"),
+        "Cumulative count of bytes written.",
+        _no_value,
+        series=_block_io("block_io_write_bytes_total", "write_bytes"),
     ),
     _Metric(
         "container_fs_reads_total",
         "counter",
-        "Cumulative count of reads completed, summed over the block devices.",
-        _field("block_io_read_operations_total"),
+        "Cumulative count of reads completed.",
+        _no_value,
+        series=_block_io("block_io_read_operations_total", "read_operations"),
     ),
     _Metric(
         "container_fs_writes_total",
         "counter",
-        "Cumulative count of writes completed, summed over the block devices.",
-        _field("block_io_write_operations_total"),
+        "Cumulative count of writes completed.",
+        _no_value,
+        series=_block_io("block_io_write_operations_total", "write_operations"),
+    ),
+    _Metric(
+        "container_blkio_device_usage_total",
+        "counter",
+        "Blkio device bytes usage.",
+        _no_value,
+        series=_blkio_device_usage,
     ),
     _Metric(
         "container_pressure_io_waiting_seconds_total",
@@ -459,57 +556,57 @@ METRICS: tuple[_Metric, ...] = (
         "container_network_receive_bytes_total",
         "counter",
         "Cumulative count of bytes received.",
-        _field("network_receive_bytes_total"),
-        _INTERFACE,
+        _no_value,
+        series=_network("network_receive_bytes_total", "receive_bytes"),
     ),
     _Metric(
         "container_network_receive_packets_total",
         "counter",
         "Cumulative count of packets received.",
-        _field("network_receive_packets_total"),
-        _INTERFACE,
+        _no_value,
+        series=_network("network_receive_packets_total", "receive_packets"),
     ),
     _Metric(
         "container_network_receive_errors_total",
         "counter",
         "Cumulative count of errors encountered while receiving.",
-        _field("network_receive_errors_total"),
-        _INTERFACE,
+        _no_value,
+        series=_network("network_receive_errors_total", "receive_errors"),
     ),
     _Metric(
         "container_network_receive_packets_dropped_total",
         "counter",
         "Cumulative count of packets dropped while receiving.",
-        _field("network_receive_packets_dropped_total"),
-        _INTERFACE,
+        _no_value,
+        series=_network("network_receive_packets_dropped_total", "receive_dropped"),
     ),
     _Metric(
         "container_network_transmit_bytes_total",
         "counter",
         "Cumulative count of bytes transmitted.",
-        _field("network_transmit_bytes_total"),
-        _INTERFACE,
+        _no_value,
+        series=_network("network_transmit_bytes_total", "transmit_bytes"),
     ),
     _Metric(
         "container_network_transmit_packets_total",
         "counter",
         "Cumulative count of packets transmitted.",
-        _field("network_transmit_packets_total"),
-        _INTERFACE,
+        _no_value,
+        series=_network("network_transmit_packets_total", "transmit_packets"),
     ),
     _Metric(
         "container_network_transmit_errors_total",
         "counter",
         "Cumulative count of errors encountered while transmitting.",
-        _field("network_transmit_errors_total"),
-        _INTERFACE,
+        _no_value,
+        series=_network("network_transmit_errors_total", "transmit_errors"),
     ),
     _Metric(
         "container_network_transmit_packets_dropped_total",
         "counter",
         "Cumulative count of packets dropped while transmitting.",
-        _field("network_transmit_packets_dropped_total"),
-        _INTERFACE,
+        _no_value,
+        series=_network("network_transmit_packets_dropped_total", "transmit_dropped"),
     ),
     _Metric(
         "container_processes",
@@ -577,11 +674,47 @@ def container_labels(identity: ContainerIdentity) -> dict[str, str]:
     return labels
 
 
-class CadvisorCollector(Collector):
-    """A prometheus-client collector that yields the store's latest samples."""
+def block_device_name(major: int, minor: int, sys_root: Path | None) -> str:
+    """Return "/dev/<name>" of a block device from <sys_root>/dev/block, or MAJ:MIN.
 
-    def __init__(self, store: SampleStore) -> None:
+    cAdvisor labels a device with its /dev path. sys_root None (a remote engine,
+    whose device numbers mean nothing on this host) and an unknown device give
+    "major:minor", which keeps the series of two devices apart.
+    """
+    fallback = f"{major}:{minor}"
+    if sys_root is None:
+        return fallback
+    uevent = sys_root / "dev" / "block" / fallback / "uevent"
+    try:
+        text = uevent.read_text()
+    except OSError as error:
+        logger.debug("cannot read %s: %s", uevent, error)
+        return fallback
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "DEVNAME" and value:
+            return f"/dev/{value}"
+    return fallback
+
+
+class CadvisorCollector(Collector):
+    """A prometheus-client collector that yields the store's latest samples.
+
+    sys_root is the sysfs mount that names block devices, None for a remote engine.
+    """
+
+    def __init__(
+        self, store: SampleStore, sys_root: Path | None = Path("/sys")
+    ) -> None:
         self._store = store
+        self._sys_root = sys_root
+        self._device_names: dict[tuple[int, int], str] = {}
+
+    def _device_name(self, major: int, minor: int) -> str:
+        key = (major, minor)
+        if key not in self._device_names:
+            self._device_names[key] = block_device_name(major, minor, self._sys_root)
+        return self._device_names[key]
 
     def describe(self) -> list[Metric]:
         # An empty description keeps register() from calling collect().
@@ -601,22 +734,16 @@ class CadvisorCollector(Collector):
             else:
                 family = GaugeMetricFamily(metric.name, metric.help)
             for snapshot in snapshots:
-                value = metric.value(snapshot)
-                if value is None:
-                    continue
-                labels = dict(labels_by_id[snapshot.identity.container_id])
-                for name, fixed in metric.extra_labels:
-                    text = snapshot.identity.interface if name == "interface" else fixed
-                    if text:
-                        labels[name] = text
-                family.samples.append(
-                    PrometheusSample(
-                        family.name + _suffix(family),
-                        labels,
-                        value,
-                        snapshot.sample_unix_seconds,
+                container = labels_by_id[snapshot.identity.container_id]
+                for extra, value in self._series(metric, snapshot):
+                    family.samples.append(
+                        PrometheusSample(
+                            family.name + _suffix(family),
+                            {**container, **extra},
+                            value,
+                            snapshot.sample_unix_seconds,
+                        )
                     )
-                )
             yield family
 
         info = InfoMetricFamily(
@@ -633,6 +760,12 @@ class CadvisorCollector(Collector):
                 )
             )
         yield info
+
+    def _series(self, metric: _Metric, snapshot: ContainerSnapshot) -> Series:
+        if metric.series is not None:
+            return metric.series(snapshot, self._device_name)
+        value = metric.value(snapshot)
+        return [] if value is None else [(dict(metric.extra_labels), value)]
 
 
 def _suffix(family: Metric) -> str:
@@ -658,14 +791,18 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def serve_metrics(host: str, port: int, store: SampleStore) -> MetricsServer:
+def serve_metrics(
+    host: str, port: int, store: SampleStore, sys_root: Path | None = Path("/sys")
+) -> MetricsServer:
     """Serve the store's snapshots in Prometheus text format on http://HOST:PORT/.
+
+    sys_root names the block devices, as for CadvisorCollector.
 
     Raises UsageError naming the address when the port is in use or the address
     cannot be bound.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CadvisorCollector(store))
+    registry.register(CadvisorCollector(store, sys_root))
     address = format_listen_address(host, port)
     try:
         server, thread = start_http_server(port, host, registry)

@@ -26,14 +26,15 @@ import zstandard
 
 from hyperlane import __version__
 from hyperlane.errors import UsageError
-from hyperlane.metrics.sample import Sample
+from hyperlane.metrics.sample import DeviceCounters, InterfaceCounters, Sample
 
 logger = logging.getLogger(__name__)
 
 RECORDING_FORMAT = "hyperlane-recording"
-RECORDING_SCHEMA_VERSION = "1.0"
+RECORDING_SCHEMA_VERSION = "1.1"
 """MAJOR.MINOR. Readers reject another major version and accept any minor one,
-because a minor version only adds fields that old readers may skip."""
+because a minor version only adds fields that old readers may skip. Version 1.1
+added the net_if and blk_dev lists of a sample line."""
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 # Short key of every Sample field in a sample line. A None field is left out.
@@ -75,13 +76,40 @@ SAMPLE_KEYS: dict[str, str] = {
     "network_transmit_packets_dropped_total": "net_td",
     "processes": "procs",
     "threads": "threads",
+    "network_interfaces": "net_if",
+    "block_devices": "blk_dev",
 }
+# Short keys of the InterfaceCounters and DeviceCounters objects in the net_if and
+# blk_dev lists. A None counter is left out.
+INTERFACE_KEYS: dict[str, str] = {
+    "name": "name",
+    "receive_bytes": "rb",
+    "receive_packets": "rp",
+    "receive_errors": "re",
+    "receive_dropped": "rd",
+    "transmit_bytes": "tb",
+    "transmit_packets": "tp",
+    "transmit_errors": "te",
+    "transmit_dropped": "td",
+}
+DEVICE_KEYS: dict[str, str] = {
+    "major": "maj",
+    "minor": "min",
+    "read_bytes": "rb",
+    "write_bytes": "wb",
+    "read_operations": "rops",
+    "write_operations": "wops",
+}
+_REQUIRED_ITEM_KEYS = {"net_if": ("name",), "blk_dev": ("maj", "min")}
 _FIELD_BY_KEY = {key: name for name, key in SAMPLE_KEYS.items()}
 _REQUIRED_KEYS = ("ts", "cpu")
 _BOOLEAN_FIELDS = {"memory_limit_set", "memory_under_oom"}
-_FLOAT_FIELDS = {
-    item.name for item in fields(Sample) if "float" in str(item.type)
-} - _BOOLEAN_FIELDS
+_LIST_FIELDS = {"network_interfaces", "block_devices"}
+_FLOAT_FIELDS = (
+    {item.name for item in fields(Sample) if "float" in str(item.type)}
+    - _BOOLEAN_FIELDS
+    - _LIST_FIELDS
+)
 
 
 class RecordingInvalid(UsageError):
@@ -160,6 +188,29 @@ def _open_text_output(path: Path) -> tuple[IO[bytes], Any]:
     return raw, None
 
 
+def _check_overwritable(path: Path) -> None:
+    """Raise UsageError when PATH holds something other than an earlier recording.
+
+    A recording replaces only an empty file or an earlier recording, so that a
+    mistyped --record never destroys another file.
+    """
+    if path.is_dir():
+        raise UsageError(
+            f"recording path {str(path)!r} is a directory; pass a file path to --record"
+        )
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with RecordingReader(path, allow_truncated=True):
+            return
+    except UsageError:
+        pass
+    raise UsageError(
+        f"{str(path)!r} exists and is not a Hyperlane recording, so it is not "
+        "replaced; remove it or pass another path to --record"
+    )
+
+
 class RecordingWriter:
     """Stream samples to a recording file.
 
@@ -181,6 +232,7 @@ class RecordingWriter:
         self.path = path
         self.samples = 0
         self._indexes: dict[tuple[str, str], int] = {}
+        _check_overwritable(path)
         try:
             self._raw, self._compressor = _open_text_output(path)
         except OSError as error:
@@ -249,8 +301,13 @@ class RecordingWriter:
         line: dict[str, Any] = {"t": "sample", "c": index}
         for name_of_field, short in SAMPLE_KEYS.items():
             value = getattr(sample, name_of_field)
-            if value is not None:
-                line[short] = value
+            if value is None:
+                continue
+            if name_of_field == "network_interfaces":
+                value = [_short_keys(item, INTERFACE_KEYS) for item in value]
+            elif name_of_field == "block_devices":
+                value = [_short_keys(item, DEVICE_KEYS) for item in value]
+            line[short] = value
         self._write(line)
         self.samples += 1
 
@@ -310,6 +367,13 @@ class RecordingWriter:
             self.close()
         else:
             self.abandon()
+
+
+def _short_keys(
+    item: InterfaceCounters | DeviceCounters, keys: Mapping[str, str]
+) -> dict[str, Any]:
+    values = {short: getattr(item, name) for name, short in keys.items()}
+    return {short: value for short, value in values.items() if value is not None}
 
 
 def _rfc3339(unix_seconds: float) -> str:
@@ -507,6 +571,16 @@ class RecordingReader:
         return Sample(**values)
 
     def _typed(self, name: str, key: str, value: object) -> object:
+        if name == "network_interfaces":
+            return tuple(
+                InterfaceCounters(**self._item(key, item, INTERFACE_KEYS))
+                for item in self._items(key, value)
+            )
+        if name == "block_devices":
+            return tuple(
+                DeviceCounters(**self._item(key, item, DEVICE_KEYS))
+                for item in self._items(key, value)
+            )
         if name in _BOOLEAN_FIELDS:
             if not isinstance(value, bool):
                 raise self._invalid(f"{key!r} is {value!r}, expected true or false")
@@ -518,6 +592,36 @@ class RecordingReader:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self._invalid(f"{key!r} is {value!r}, expected an integer")
         return value
+
+    def _items(self, key: str, value: object) -> list[Mapping[str, Any]]:
+        if not isinstance(value, list) or not all(
+            isinstance(item, dict) for item in value
+        ):
+            raise self._invalid(f"{key!r} is {value!r}, expected a list of objects")
+        return value
+
+    def _item(
+        self, key: str, item: Mapping[str, Any], keys: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """Return the fields of one net_if or blk_dev object, None where absent."""
+        for required in _REQUIRED_ITEM_KEYS[key]:
+            if required not in item:
+                raise self._invalid(f"{key!r} entry {item!r} has no {required!r}")
+        values: dict[str, Any] = {}
+        for name, short in keys.items():
+            value = item.get(short)
+            if name == "name":
+                if not isinstance(value, str):
+                    raise self._invalid(f"{key!r} entry {item!r} has no string name")
+            elif value is not None and (
+                not isinstance(value, int) or isinstance(value, bool)
+            ):
+                raise self._invalid(
+                    f"{key!r} entry {item!r} has {short!r} {value!r}, expected an "
+                    f"integer"
+                )
+            values[name] = value
+        return values
 
     def _parse_footer(self, line: Mapping[str, Any], samples: int) -> RecordingFooter:
         expected_samples = line.get("samples")

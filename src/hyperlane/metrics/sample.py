@@ -11,6 +11,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+
+@dataclass(frozen=True, kw_only=True)
+class InterfaceCounters:
+    """Counters of one network interface, as /proc/net/dev lists them."""
+
+    name: str
+    """Interface name, e.g. "eth0"."""
+    receive_bytes: int | None
+    receive_packets: int | None
+    receive_errors: int | None
+    receive_dropped: int | None
+    transmit_bytes: int | None
+    transmit_packets: int | None
+    transmit_errors: int | None
+    transmit_dropped: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceCounters:
+    """Block I/O counters of one device, identified by its major:minor numbers."""
+
+    major: int
+    minor: int
+    read_bytes: int | None
+    write_bytes: int | None
+    read_operations: int | None
+    write_operations: int | None
+
+
 # The kernel reports "no limit" on cgroup v1 as a page-aligned value near 2**63.
 UNLIMITED_FLOOR_BYTES = 2**62
 
@@ -117,6 +146,19 @@ class Sample:
     """Processes in the container's own cgroup (lines of cgroup.procs)."""
     threads: int | None
     """Tasks (threads) in the cgroup and its descendants (pids.current)."""
+
+    network_interfaces: tuple[InterfaceCounters, ...] | None = None
+    """Counters per interface except lo, in the source's order.
+
+    The network_* totals are their sums. None when the source lists no
+    interfaces, and an empty tuple for a namespace with only lo.
+    """
+    block_devices: tuple[DeviceCounters, ...] | None = None
+    """Counters per block device, ordered by major:minor.
+
+    The block_io_* totals are their sums. None when the source gives no
+    per-device figures, and an empty tuple before the first I/O.
+    """
 
 
 def resolve_memory_limit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -68,6 +69,30 @@ def check_output_directory(target: Path) -> None:
         )
 
 
+def _check_replaceable(target: Path) -> None:
+    """Raise UsageError unless TARGET, if it exists, can be renamed away and back.
+
+    A mount point or an immutable directory would otherwise fail only after the
+    whole run, when the report replaces it.
+    """
+    if not target.exists():
+        return
+    if os.path.ismount(target):
+        raise UsageError(
+            f"output directory {str(target)!r} is a mount point, which cannot be "
+            "replaced; choose a subdirectory of it as --out"
+        )
+    probe = target.with_name(f".{target.name}.probe-{os.getpid()}")
+    try:
+        target.rename(probe)
+    except OSError as error:
+        raise UsageError(
+            f"output directory {str(target)!r} cannot be replaced: {error.strerror}; "
+            "choose another --out"
+        ) from None
+    probe.rename(target)
+
+
 class StagedDirectory:
     """A temporary directory beside ``target`` that replaces it on ``commit()``.
 
@@ -77,12 +102,18 @@ class StagedDirectory:
 
     def __init__(self, target: Path) -> None:
         self.target = target.absolute()
-        if not self.target.name or self.target == Path.cwd():
+        if not self.target.name:
+            raise UsageError(
+                f"output directory {str(target)!r} is the root directory, which "
+                "cannot be replaced; choose a subdirectory such as --out report"
+            )
+        if self.target == Path.cwd():
             raise UsageError(
                 f"output directory {str(target)!r} is the current directory, which "
                 "cannot be replaced; choose a subdirectory such as --out report"
             )
         check_output_directory(self.target)
+        _check_replaceable(self.target)
         try:
             self.path = Path(
                 tempfile.mkdtemp(
@@ -112,15 +143,31 @@ class StagedDirectory:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def commit(self) -> Path:
-        """Move the staged files to the target, replacing an earlier report there."""
+        """Move the staged files to the target, replacing an earlier report there.
+
+        Raises UsageError when the target cannot be replaced. The complete report
+        then stays in the staging directory, which the message names.
+        """
         check_output_directory(self.target)
-        if self.target.exists():
-            previous = self.target.with_name(f".{self.target.name}.previous")
-            shutil.rmtree(previous, ignore_errors=True)
-            self.target.rename(previous)
-            self.path.rename(self.target)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            self.path.rename(self.target)
+        previous = self.target.with_name(f".{self.target.name}.previous")
+        try:
+            if self.target.exists():
+                shutil.rmtree(previous, ignore_errors=True)
+                self.target.rename(previous)
+                try:
+                    self.path.rename(self.target)
+                except OSError:
+                    previous.rename(self.target)
+                    raise
+                shutil.rmtree(previous, ignore_errors=True)
+            else:
+                self.path.rename(self.target)
+        except OSError as error:
+            self._committed = True
+            raise UsageError(
+                f"cannot replace output directory {str(self.target)!r}: "
+                f"{error.strerror}; the complete report is in {str(self.path)!r}, "
+                "move it yourself or choose another --out"
+            ) from None
         self._committed = True
         return self.target

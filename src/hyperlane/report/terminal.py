@@ -194,9 +194,15 @@ def render_audit(document: dict[str, Any], console: Console) -> None:
         f"(API {engine['api_version']}, {engine['base_url']})",
         style="bold",
     )
-    parts: list[Any] = [header, _image_summary(document["image"])]
+    image = document["image"]
+    parts: list[Any] = [header, _image_summary(image)]
+    if image.get("dive") is not None:
+        parts.append(_dive_text(image["dive"]))
     console.print(Panel(Group(*parts), expand=False))
-    console.print(_image_table(document["image"], "the engine's export"))
+    console.print(_image_table(image, "the engine's export"))
+    findings = findings_table(image)
+    if findings is not None:
+        console.print(findings)
     console.print(_start_text(document["start"]))
     console.print(_load_table(document["load"]))
     _print_warnings(document["load"], console)

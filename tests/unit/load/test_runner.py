@@ -242,6 +242,19 @@ def test_status_classes_counted() -> None:
         result = run_load(LoadSpec(url=server.url, connections=1, requests=8))
     assert result.status_classes == {"2xx": 2, "3xx": 2, "4xx": 2, "5xx": 2}
     assert result.requests_total == 8
+    assert result.warnings == []
+
+
+def test_only_errors_warned() -> None:
+    def handler(sock: socket.socket, server: TestServer, index: int) -> bool:
+        sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    with servers.serving(handler) as server:
+        result = run_load(LoadSpec(url=server.url, connections=1, requests=5))
+    assert result.status_classes["4xx"] == 5
+    assert len(result.warnings) == 1
+    assert "no response had a 2xx or 3xx status" in result.warnings[0]
 
 
 def test_head_without_body() -> None:

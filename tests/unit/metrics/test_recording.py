@@ -20,7 +20,7 @@ from hyperlane.metrics.recording import (
     RecordingWriter,
     read_recording,
 )
-from hyperlane.metrics.sample import Sample
+from hyperlane.metrics.sample import DeviceCounters, InterfaceCounters, Sample
 from tests.unit.metrics.fakes import BASE, CONTAINER_ID
 
 SCHEMA_PATH = Path(__file__).parents[3] / "docs" / "schema" / "recording.schema.json"
@@ -35,8 +35,53 @@ FULL_VALUES: dict[str, Any] = {
         else 100 + index
     )
     for index, item in enumerate(dataclasses.fields(Sample))
+    if item.name not in ("network_interfaces", "block_devices")
 }
-FULL = Sample(**FULL_VALUES)
+FULL = Sample(
+    **FULL_VALUES,
+    network_interfaces=(
+        InterfaceCounters(
+            name="eth0",
+            receive_bytes=1200,
+            receive_packets=10,
+            receive_errors=1,
+            receive_dropped=2,
+            transmit_bytes=300,
+            transmit_packets=3,
+            transmit_errors=0,
+            transmit_dropped=1,
+        ),
+        InterfaceCounters(
+            name="eth1",
+            receive_bytes=34,
+            receive_packets=None,
+            receive_errors=None,
+            receive_dropped=None,
+            transmit_bytes=7,
+            transmit_packets=1,
+            transmit_errors=2,
+            transmit_dropped=0,
+        ),
+    ),
+    block_devices=(
+        DeviceCounters(
+            major=8,
+            minor=0,
+            read_bytes=4096,
+            write_bytes=16785408,
+            read_operations=1,
+            write_operations=7,
+        ),
+        DeviceCounters(
+            major=254,
+            minor=0,
+            read_bytes=8192,
+            write_bytes=0,
+            read_operations=None,
+            write_operations=None,
+        ),
+    ),
+)
 
 
 def write_two_containers(path: Path, samples_each: int) -> RecordingWriter:
@@ -197,6 +242,43 @@ def test_newer_minor_version_accepted(tmp_path: Path) -> None:
     assert len(pairs) == 4
 
 
+def test_schema_1_0_file_read(tmp_path: Path) -> None:
+    # Version 1.0 wrote only the totals, without the net_if and blk_dev lists.
+    path = tmp_path / "run.jsonl"
+    write_two_containers(path, samples_each=2).close()
+    _rewrite_header(path, schema_version="1.0")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        line.pop("net_if", None)
+        line.pop("blk_dev", None)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    header, pairs = read_recording(path)
+    web = [sample for container, sample in pairs if container.name == "web"]
+    assert header.schema_version == "1.0"
+    assert len(web) == 2
+    assert web[0].network_interfaces is None
+    assert web[0].block_devices is None
+    assert web[0].network_receive_bytes_total == FULL.network_receive_bytes_total
+
+
+def test_per_interface_and_device_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    write_two_containers(path, samples_each=1).close()
+    sample_line = json.loads(path.read_text().splitlines()[2])
+    assert sample_line["net_if"][1] == {
+        "name": "eth1",
+        "rb": 34,
+        "tb": 7,
+        "tp": 1,
+        "te": 2,
+        "td": 0,
+    }
+    assert sample_line["blk_dev"][1] == {"maj": 254, "min": 0, "rb": 8192, "wb": 0}
+    _, pairs = read_recording(path)
+    assert pairs[0][1].network_interfaces == FULL.network_interfaces
+    assert pairs[0][1].block_devices == FULL.block_devices
+
+
 def test_footer_count_mismatch_invalid(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     write_two_containers(path, samples_each=2).close()
@@ -214,6 +296,13 @@ def test_footer_count_mismatch_invalid(tmp_path: Path) -> None:
         ('{"t":"sample","c":0,"ts":1}', "without numeric 'cpu'"),
         ('{"t":"sample","c":0,"ts":1,"cpu":1,"mem":"big"}', "expected an integer"),
         ('{"t":"sample","c":0,"ts":1,"cpu":1,"mem_lim_set":1}', "true or false"),
+        ('{"t":"sample","c":0,"ts":1,"cpu":1,"net_if":{}}', "list of objects"),
+        ('{"t":"sample","c":0,"ts":1,"cpu":1,"net_if":[{"rb":1}]}', "no 'name'"),
+        ('{"t":"sample","c":0,"ts":1,"cpu":1,"blk_dev":[{"maj":8}]}', "no 'min'"),
+        (
+            '{"t":"sample","c":0,"ts":1,"cpu":1,"blk_dev":[{"maj":8,"min":0,"rb":1.5}]}',
+            "'rb' 1.5, expected an integer",
+        ),
         ('{"t":"other"}', "unknown line type"),
         ("[1]", "not a JSON object"),
         ("{oops", "not JSON"),
@@ -238,3 +327,21 @@ def test_not_a_recording_rejected(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(RecordingTruncated, match="empty"):
         RecordingReader(empty)
+
+
+def test_writer_keeps_other_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("keep me\n")
+    with pytest.raises(UsageError, match="not a Hyperlane recording"):
+        RecordingWriter(path, engine={"name": "docker"}, interval_seconds=1.0)
+    assert path.read_text() == "keep me\n"
+
+
+def test_writer_replaces_earlier_recording(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with RecordingWriter(path, engine={"name": "docker"}, interval_seconds=1.0):
+        pass
+    with RecordingWriter(path, engine={"name": "podman"}, interval_seconds=2.0):
+        pass
+    with RecordingReader(path) as reader:
+        assert reader.header.interval_seconds == 2.0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +18,25 @@ import pytest
 import yaml
 
 from hyperlane.errors import UsageError
-from hyperlane.report.deploy import write_deploy_files
+from hyperlane.report.deploy import CpuClock, write_deploy_files
 from hyperlane.sizing import Recommendation, SizingPolicy, recommend
 
 MIB = 2**20
 REPO_ROOT = Path(__file__).resolve().parents[3]
-COMPOSE_SCHEMA_CANDIDATES = [
-    Path("/work/shared/schemas/compose-spec.json"),
-    REPO_ROOT.parent / "shared" / "schemas" / "compose-spec.json",
-]
+COMPOSE_SCHEMA_PATH = REPO_ROOT / "tests" / "data" / "compose-spec.json"
 # kubernetes-validate 1.37.0 ships strict schemas for Kubernetes 1.25 to 1.37.
 KUBERNETES_VERSION = "1.30"
 IMAGE = "localhost/hyperlane-demo:1.0"
 PORT = 8080
+# A fixed clock keeps the Nomad figures independent of the test machine.
+CLOCK = CpuClock(mhz=2600, source="test clock")
 
 
 @pytest.fixture(scope="module")
 def compose_schema() -> dict[str, Any]:
-    for path in COMPOSE_SCHEMA_CANDIDATES:
-        if path.is_file():
-            schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            jsonschema.Draft7Validator.check_schema(schema)
-            return schema
-    searched = ", ".join(str(path) for path in COMPOSE_SCHEMA_CANDIDATES)
-    pytest.fail(
-        f"Compose JSON schema not found at {searched}. Put compose-spec.json from "
-        "the compose-spec/compose-spec repository (schema/compose-spec.json) there."
-    )
+    schema: dict[str, Any] = json.loads(COMPOSE_SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft7Validator.check_schema(schema)
+    return schema
 
 
 @pytest.fixture
@@ -84,6 +78,11 @@ def header_text(path: Path) -> str:
     return " ".join(line.lstrip("#").strip() for line in header_lines(path))
 
 
+def commented(paths: list[Path]) -> list[Path]:
+    """Return the files that can carry comments, which excludes nomad.json."""
+    return [path for path in paths if path.suffix != ".json"]
+
+
 def run_arguments(path: Path) -> list[str]:
     command = path.read_text(encoding="utf-8").splitlines()[-1]
     return shlex.split(command)
@@ -92,11 +91,17 @@ def run_arguments(path: Path) -> list[str]:
 # Files and names
 
 
-def test_writes_three_files(tmp_path: Path, measured: Recommendation) -> None:
+def test_writes_five_files(tmp_path: Path, measured: Recommendation) -> None:
     out_dir = tmp_path / "deploy" / "nested"
-    paths = write_deploy_files(out_dir, IMAGE, PORT, measured)
+    paths = write_deploy_files(out_dir, IMAGE, PORT, measured, cpu_clock=CLOCK)
     names = [path.name for path in paths]
-    assert names == ["kubernetes.yaml", "compose.yaml", "docker-run.sh"]
+    assert names == [
+        "kubernetes.yaml",
+        "compose.yaml",
+        "docker-run.sh",
+        "nomad.hcl",
+        "nomad.json",
+    ]
     # No temporary file is left beside them.
     assert sorted(path.name for path in out_dir.iterdir()) == sorted(names)
 
@@ -283,7 +288,7 @@ def test_script_comment_after_shebang(tmp_path: Path, measured: Recommendation) 
 
 def test_headers_give_rules(tmp_path: Path, measured: Recommendation) -> None:
     paths = write_deploy_files(tmp_path, IMAGE, PORT, measured)
-    for path in paths:
+    for path in commented(paths):
         text = header_text(path)
         assert "p95 of 100 readings of CPU cores used" in text, path.name
         assert "peak working set 120 MiB * 1.15" in text, path.name
@@ -308,7 +313,7 @@ def test_headers_map_figures(tmp_path: Path, measured: Recommendation) -> None:
 
 def test_headers_show_floored(tmp_path: Path, floored_estimate: Recommendation) -> None:
     paths = write_deploy_files(tmp_path, IMAGE, PORT, floored_estimate)
-    for path in paths:
+    for path in commented(paths):
         text = header_text(path)
         assert "floored: the measured figure was below the floor" in text, path.name
         assert "raised to the 10m floor" in text, path.name
@@ -319,7 +324,7 @@ def test_headers_show_estimate(
     tmp_path: Path, floored_estimate: Recommendation
 ) -> None:
     paths = write_deploy_files(tmp_path, IMAGE, PORT, floored_estimate)
-    for path in paths:
+    for path in commented(paths):
         text = header_text(path)
         assert (
             "ESTIMATE: Based on 20 CPU readings and 20 memory samples over 10.0 s"
@@ -339,3 +344,161 @@ def test_floored_files_still_valid(
     validate_compose(compose, compose_schema)
     container = kubernetes["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["requests"] == {"cpu": "10m", "memory": "100Mi"}
+
+
+# CPU limit and probes
+
+
+@dataclass(frozen=True)
+class RecommendationWithLimit(Recommendation):
+    """A recommendation from a sizing strategy that also sets a CPU limit."""
+
+    cpu_limit_millicores: int | None = None
+
+
+def test_limit_in_every_file(tmp_path: Path, measured: Recommendation) -> None:
+    write_deploy_files(
+        tmp_path, IMAGE, PORT, measured, cpu_limit_millicores=2000, cpu_clock=CLOCK
+    )
+    kubernetes = read_yaml(tmp_path / "kubernetes.yaml")
+    container = kubernetes["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "2000m", "memory": "138Mi"}
+    assert container["resources"]["requests"] == {"cpu": "137m", "memory": "138Mi"}
+    service = read_yaml(tmp_path / "compose.yaml")["services"]["app"]
+    assert service["cpus"] == 2.0
+    assert service["cpu_shares"] == 140
+    limits = service["deploy"]["resources"]["limits"]
+    assert limits == {"cpus": "2", "memory": f"{138 * MIB}b"}
+    arguments = run_arguments(tmp_path / "docker-run.sh")
+    assert arguments[arguments.index("--cpus") + 1] == "2"
+    assert arguments[arguments.index("--cpu-shares") + 1] == "140"
+
+
+def test_fractional_limit_text(tmp_path: Path, measured: Recommendation) -> None:
+    write_deploy_files(tmp_path, IMAGE, PORT, measured, cpu_limit_millicores=250)
+    service = read_yaml(tmp_path / "compose.yaml")["services"]["app"]
+    assert service["cpus"] == 0.25
+    assert service["deploy"]["resources"]["limits"]["cpus"] == "0.25"
+    arguments = run_arguments(tmp_path / "docker-run.sh")
+    assert arguments[arguments.index("--cpus") + 1] == "0.25"
+    assert "--cpus 0.25 is the requested CPU limit of 250m" in header_text(
+        tmp_path / "docker-run.sh"
+    )
+    assert "resources.limits.cpu 250m is the requested CPU limit" in header_text(
+        tmp_path / "kubernetes.yaml"
+    )
+
+
+def test_limit_files_validate(
+    tmp_path: Path, measured: Recommendation, compose_schema: dict[str, Any]
+) -> None:
+    write_deploy_files(tmp_path, IMAGE, PORT, measured, cpu_limit_millicores=500)
+    kubernetes = read_yaml(tmp_path / "kubernetes.yaml")
+    kubernetes_validate.validate(kubernetes, KUBERNETES_VERSION, strict=True)
+    validate_compose(read_yaml(tmp_path / "compose.yaml"), compose_schema)
+
+
+def test_no_limit_leaves_cpu_free(tmp_path: Path, measured: Recommendation) -> None:
+    write_deploy_files(tmp_path, IMAGE, PORT, measured)
+    service = read_yaml(tmp_path / "compose.yaml")["services"]["app"]
+    assert "cpus" not in service
+    assert "cpus" not in service["deploy"]["resources"]["limits"]
+    assert service["deploy"]["resources"]["reservations"] == {
+        "cpus": "0.137",
+        "memory": f"{138 * MIB}b",
+    }
+    assert "--cpus" not in run_arguments(tmp_path / "docker-run.sh")
+    assert "No --cpus is set" in header_text(tmp_path / "docker-run.sh")
+    assert "No cpus is set" in header_text(tmp_path / "compose.yaml")
+
+
+def test_limit_from_recommendation(tmp_path: Path, measured: Recommendation) -> None:
+    fields = {
+        field.name: getattr(measured, field.name)
+        for field in dataclasses.fields(Recommendation)
+    }
+    with_limit = RecommendationWithLimit(**fields, cpu_limit_millicores=300)
+    write_deploy_files(tmp_path, IMAGE, PORT, with_limit)
+    arguments = run_arguments(tmp_path / "docker-run.sh")
+    assert arguments[arguments.index("--cpus") + 1] == "0.3"
+
+
+def test_argument_overrides_limit(tmp_path: Path, measured: Recommendation) -> None:
+    fields = {
+        field.name: getattr(measured, field.name)
+        for field in dataclasses.fields(Recommendation)
+    }
+    with_limit = RecommendationWithLimit(**fields, cpu_limit_millicores=300)
+    write_deploy_files(tmp_path, IMAGE, PORT, with_limit, cpu_limit_millicores=1000)
+    arguments = run_arguments(tmp_path / "docker-run.sh")
+    assert arguments[arguments.index("--cpus") + 1] == "1"
+
+
+@pytest.mark.parametrize("limit", [136, 0, -5, 1.5, True])
+def test_invalid_limit_raises(
+    tmp_path: Path, measured: Recommendation, limit: Any
+) -> None:
+    with pytest.raises(UsageError, match="Invalid CPU limit"):
+        write_deploy_files(tmp_path, IMAGE, PORT, measured, cpu_limit_millicores=limit)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_limit_equal_to_request(tmp_path: Path, measured: Recommendation) -> None:
+    write_deploy_files(tmp_path, IMAGE, PORT, measured, cpu_limit_millicores=137)
+    kubernetes = read_yaml(tmp_path / "kubernetes.yaml")
+    container = kubernetes["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["cpu"] == "137m"
+
+
+def test_http_probes(tmp_path: Path, measured: Recommendation) -> None:
+    write_deploy_files(tmp_path, IMAGE, PORT, measured, probe_path="/healthz")
+    document = read_yaml(tmp_path / "kubernetes.yaml")
+    container = document["spec"]["template"]["spec"]["containers"][0]
+    for key in ["readinessProbe", "livenessProbe"]:
+        assert container[key]["httpGet"] == {"path": "/healthz", "port": PORT}, key
+        assert container[key]["periodSeconds"] == 10, key
+    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    assert "send GET /healthz to port 8080" in header_text(tmp_path / "kubernetes.yaml")
+
+
+def test_tcp_probes_without_path(tmp_path: Path, measured: Recommendation) -> None:
+    write_deploy_files(tmp_path, IMAGE, PORT, measured)
+    document = read_yaml(tmp_path / "kubernetes.yaml")
+    container = document["spec"]["template"]["spec"]["containers"][0]
+    for key in ["readinessProbe", "livenessProbe"]:
+        assert container[key]["tcpSocket"] == {"port": PORT}, key
+        assert "httpGet" not in container[key], key
+
+
+def test_no_probes_without_port(tmp_path: Path, measured: Recommendation) -> None:
+    write_deploy_files(tmp_path, IMAGE, None, measured, probe_path="/healthz")
+    document = read_yaml(tmp_path / "kubernetes.yaml")
+    container = document["spec"]["template"]["spec"]["containers"][0]
+    assert "readinessProbe" not in container
+    assert "livenessProbe" not in container
+
+
+@pytest.mark.parametrize("probe_path", ["healthz", "/a b", ""])
+def test_invalid_probe_path_raises(
+    tmp_path: Path, measured: Recommendation, probe_path: str
+) -> None:
+    with pytest.raises(UsageError, match="Invalid probe path"):
+        write_deploy_files(tmp_path, IMAGE, PORT, measured, probe_path=probe_path)
+
+
+def test_memory_quantity_rounds_up(tmp_path: Path, measured: Recommendation) -> None:
+    # A strategy may return a byte count that is not whole MiB: Mi rounds it up.
+    odd = dataclasses.replace(
+        measured,
+        memory_request_bytes=100 * MIB + 1,
+        memory_limit_bytes=200 * MIB + 1,
+    )
+    write_deploy_files(tmp_path, IMAGE, PORT, odd, cpu_clock=CLOCK)
+    container = read_yaml(tmp_path / "kubernetes.yaml")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["resources"]["requests"]["memory"] == "101Mi"
+    assert container["resources"]["limits"]["memory"] == "201Mi"
+    service = read_yaml(tmp_path / "compose.yaml")["services"]["app"]
+    assert service["mem_reservation"] == f"{100 * MIB + 1}b"
+    assert service["mem_limit"] == f"{200 * MIB + 1}b"
