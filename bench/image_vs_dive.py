@@ -61,11 +61,19 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
+
+from benchlib import (
+    ProcessGroup,
+    cleanup_on_exit,
+    first_line,
+    positive_integer,
+    print_table,
+    signal_group,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPOSITORY_DIR = BENCH_DIR.parent
@@ -99,7 +107,6 @@ ALL_IMAGES = ("busybox", "tree")
 RECIPE_VERSION = 1
 GZIP_LEVEL = 6
 COPY_CHUNK_BYTES = 1 << 20
-TERMINATE_WAIT_SECONDS = 3.0
 
 BUSYBOX_CONTAINERFILE = """\
 FROM scratch
@@ -181,57 +188,6 @@ class BenchmarkFailed(Exception):
 # Child processes.
 
 
-class ProcessGroup:
-    """Every child process started by this script, each in its own session, so that
-    one killpg reaches the child and everything it started."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self,
-        argv: Sequence[str],
-        stdout: int | IO[Any],
-        stderr: int | IO[Any],
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        """Send SIGTERM to every live child group, then SIGKILL to what remains."""
-        live = [process for process in self.processes if process.returncode is None]
-        for process in live:
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + TERMINATE_WAIT_SECONDS
-        for process in live:
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait(TERMINATE_WAIT_SECONDS)
-        self.processes.clear()
-
-
-def _signal_group(process: subprocess.Popen[bytes], signal_number: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal_number)
-
-
-def _raise_keyboard_interrupt(signal_number: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signal_number}")
-
-
 def run_child(
     processes: ProcessGroup,
     argv: Sequence[str],
@@ -262,7 +218,7 @@ def run_child(
 
         def kill_on_timeout() -> None:
             expired.set()
-            _signal_group(process, signal.SIGKILL)
+            signal_group(process, signal.SIGKILL)
 
         timer = threading.Timer(timeout_seconds, kill_on_timeout)
         timer.start()
@@ -681,24 +637,6 @@ def measure(
 # Tables.
 
 
-def _format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return (
-        "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-    )
-
-
-def print_table(title: str, header: Sequence[str], rows: list[list[str]]) -> None:
-    """Print a Markdown table with right-aligned columns."""
-    widths = [
-        max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))
-    ]
-    print(f"\n{title}\n")
-    print(_format_row(header, widths))
-    print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
-    for row in rows:
-        print(_format_row(row, widths))
-
-
 def print_archives(facts: dict[str, ArchiveFacts], paths: dict[str, Path]) -> None:
     header = [
         "archive", "file", "MB on disk", "layers", "tar MB", "tar members",
@@ -833,17 +771,6 @@ def print_throughput(
 # Machine description.
 
 
-def _first_line(argv: Sequence[str]) -> str:
-    try:
-        completed = subprocess.run(
-            argv, capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"unavailable ({error})"
-    output = (completed.stdout + completed.stderr).strip().splitlines()
-    return output[0] if output else "unavailable"
-
-
 def _cpu_description() -> str:
     model = "unknown model"
     flags: set[str] = set()
@@ -864,8 +791,8 @@ def print_machine(tools: Tools) -> None:
     print(f"  allowed CPUs: {sorted(os.sched_getaffinity(0))}")
     print(f"  kernel: {platform.release()}, Python {platform.python_version()}")
     print(f"  zlib {zlib.ZLIB_RUNTIME_VERSION}, {ssl.OPENSSL_VERSION}")
-    print(f"  hyperlane: {_first_line([str(tools.hyperlane), '--version'])}")
-    commit = _first_line(
+    print(f"  hyperlane: {first_line([str(tools.hyperlane), '--version'])}")
+    commit = first_line(
         ["git", "-C", str(REPOSITORY_DIR), "rev-parse", "--short", "HEAD"]
     )
     changed = subprocess.run(
@@ -875,9 +802,9 @@ def print_machine(tools: Tools) -> None:
         check=False,
     ).stdout.splitlines()
     print(f"  repository: commit {commit}, {len(changed)} changed paths under src/")
-    print(f"  dive: {_first_line([str(tools.dive), '--version'])}")
-    print(f"  gzip: {_first_line(['gzip', '--version'])}")
-    docker = _first_line(["docker", "version", "--format", "{{.Server.Version}}"])
+    print(f"  dive: {first_line([str(tools.dive), '--version'])}")
+    print(f"  gzip: {first_line(['gzip', '--version'])}")
+    docker = first_line(["docker", "version", "--format", "{{.Server.Version}}"])
     print(f"  docker: Engine {docker}")
     print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
@@ -976,13 +903,6 @@ def print_profile_summary(raw: Path, top: int = 15) -> None:
 
 
 # Entry point.
-
-
-def positive_integer(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 def comma_list(text: str) -> list[str]:
@@ -1128,20 +1048,6 @@ def _find_py_spy(requested: Path | None) -> Path | None:
     return None
 
 
-@contextlib.contextmanager
-def _cleanup_on_exit(processes: ProcessGroup) -> Iterator[None]:
-    previous = {
-        number: signal.signal(number, _raise_keyboard_interrupt)
-        for number in (signal.SIGTERM, signal.SIGHUP)
-    }
-    try:
-        yield
-    finally:
-        processes.stop_all()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 def build_archives(args: argparse.Namespace) -> dict[str, Path]:
     args.cache.mkdir(parents=True, exist_ok=True)
     archives = {}
@@ -1161,7 +1067,7 @@ def main(argv: Sequence[str]) -> int:
     _check_arguments(args)
     processes = ProcessGroup()
     with (
-        _cleanup_on_exit(processes),
+        cleanup_on_exit(processes),
         tempfile.TemporaryDirectory(prefix="hyperlane-bench-") as temporary,
     ):
         tools = Tools(

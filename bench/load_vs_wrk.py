@@ -40,11 +40,18 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import IO, Any
+
+from benchlib import (
+    ProcessGroup,
+    cleanup_on_exit,
+    first_line,
+    positive_integer,
+    print_table,
+    signal_group,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_LOCUST = BENCH_DIR / ".venv-locust" / "bin" / "locust"
@@ -59,7 +66,6 @@ STATIC_FILE_BYTES = (
 # killed. Locust needs the most, because it imports gevent and spawns its users.
 CHILD_GRACE_SECONDS = 30.0
 NGINX_START_TIMEOUT_SECONDS = 10.0
-TERMINATE_WAIT_SECONDS = 3.0
 POLL_SECONDS = 0.02
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
@@ -176,57 +182,6 @@ class GeneratorFailed(Exception):
 # Child processes and clean-up.
 
 
-class ProcessGroup:
-    """Every child process started by this script, each in its own session, so that
-    one killpg reaches the child and everything it started."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self,
-        argv: Sequence[str],
-        stdout: int | IO[Any],
-        stderr: int | IO[Any],
-        env: dict[str, str] | None = None,
-    ) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            env=env,
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        """Send SIGTERM to every live child group, then SIGKILL to what remains."""
-        live = [process for process in self.processes if process.returncode is None]
-        for process in live:
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + TERMINATE_WAIT_SECONDS
-        for process in live:
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait(TERMINATE_WAIT_SECONDS)
-            # A group can outlive its leader, for example nginx workers.
-            _signal_group(process, signal.SIGKILL)
-        self.processes.clear()
-
-
-def _signal_group(process: subprocess.Popen[bytes], signal_number: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal_number)
-
-
-def _raise_keyboard_interrupt(signal_number: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signal_number}")
-
-
 def run_child(
     processes: ProcessGroup,
     argv: Sequence[str],
@@ -250,14 +205,14 @@ def run_child(
                 break
             if time.monotonic() >= deadline:
                 timed_out = True
-                _signal_group(process, signal.SIGKILL)
+                signal_group(process, signal.SIGKILL)
                 pid, status, usage = os.wait4(process.pid, 0)
                 break
             time.sleep(POLL_SECONDS)
         wall_seconds = time.monotonic() - started
         # wait4 reaped the child, so Popen must not wait for it again.
         process.returncode = os.waitstatus_to_exitcode(status)
-        _signal_group(process, signal.SIGKILL)
+        signal_group(process, signal.SIGKILL)
         out.seek(0)
         err.seek(0)
         return ChildUsage(
@@ -747,24 +702,6 @@ def run_generator(
     )
 
 
-def _format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return (
-        "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-    )
-
-
-def print_table(title: str, header: Sequence[str], rows: list[list[str]]) -> None:
-    """Print a Markdown table with right-aligned columns."""
-    widths = [
-        max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))
-    ]
-    print(f"\n{title}\n")
-    print(_format_row(header, widths))
-    print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
-    for row in rows:
-        print(_format_row(row, widths))
-
-
 def print_runs(measurements: list[Measurement]) -> None:
     header = [
         "generator", "run", "requests", "errors", "req/s", "CPU s", "of it system s",
@@ -846,17 +783,6 @@ def print_medians(measurements: list[Measurement], generators: list[str]) -> Non
 # Machine description.
 
 
-def _first_line(argv: Sequence[str]) -> str:
-    try:
-        completed = subprocess.run(
-            argv, capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"unavailable ({error})"
-    output = (completed.stdout + completed.stderr).strip().splitlines()
-    return output[0] if output else "unavailable"
-
-
 def print_machine(locust: Path | None) -> None:
     model = "unknown"
     with contextlib.suppress(OSError):
@@ -869,10 +795,10 @@ def print_machine(locust: Path | None) -> None:
         f"  CPUs: {os.cpu_count()} ({model}), allowed {sorted(os.sched_getaffinity(0))}"
     )
     print(f"  kernel: {platform.release()}, Python {platform.python_version()}")
-    print(f"  wrk: {_first_line(['wrk', '-v'])}")
-    print(f"  nginx: {_first_line(['nginx', '-v'])}")
+    print(f"  wrk: {first_line(['wrk', '-v'])}")
+    print(f"  nginx: {first_line(['nginx', '-v'])}")
     if locust is not None:
-        print(f"  locust: {_first_line([str(locust), '--version'])}")
+        print(f"  locust: {first_line([str(locust), '--version'])}")
     print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -970,13 +896,6 @@ def whole_seconds(text: str) -> int:
     if seconds < 1:
         raise argparse.ArgumentTypeError(f"duration {text!r} must be 1s or more")
     return seconds
-
-
-def positive_integer(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
@@ -1082,20 +1001,6 @@ def _hyperlane_env(source: Path | None) -> dict[str, str] | None:
     return env
 
 
-@contextlib.contextmanager
-def _cleanup_on_exit(processes: ProcessGroup) -> Iterator[None]:
-    previous = {
-        number: signal.signal(number, _raise_keyboard_interrupt)
-        for number in (signal.SIGTERM, signal.SIGHUP)
-    }
-    try:
-        yield
-    finally:
-        processes.stop_all()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 def main(argv: Sequence[str]) -> int:
     args = parse_arguments(argv)
     if args.hyperlane_child:
@@ -1117,7 +1022,7 @@ def main(argv: Sequence[str]) -> int:
     processes = ProcessGroup()
     measurements: list[Measurement] = []
     with (
-        _cleanup_on_exit(processes),
+        cleanup_on_exit(processes),
         tempfile.TemporaryDirectory(prefix="hyperlane-bench-") as temporary,
     ):
         directory = Path(temporary)

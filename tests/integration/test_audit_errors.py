@@ -37,6 +37,15 @@ def _owned_containers(client: docker.DockerClient) -> list[str]:
     return [str(name).lstrip("/") for entry in entries for name in entry["Names"]]
 
 
+def _assert_nothing_left(
+    out_dir: Path, tmp_path: Path, client: docker.DockerClient
+) -> None:
+    """Assert that the failed audit left no output, staging files or containers."""
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert _owned_containers(client) == []
+
+
 @pytest.fixture(scope="session")
 def exiting_image(engine_client: docker.DockerClient, busybox_image: str) -> str:
     """An image whose command exits at once with code 3."""
@@ -66,9 +75,7 @@ def test_unknown_image(
     assert result.returncode == ExitCode.IMAGE_INVALID, result.stderr
     assert "'localhost/no-such-image:1' not found" in result.stderr
     assert "no registry is contacted" in result.stderr
-    assert not out_dir.exists()
-    assert list(tmp_path.iterdir()) == []
-    assert _owned_containers(engine_client) == []
+    _assert_nothing_left(out_dir, tmp_path, engine_client)
 
 
 def test_port_nothing_listens_on(
@@ -90,9 +97,7 @@ def test_port_nothing_listens_on(
     assert "no 2xx response on port 9999" in result.stderr
     assert "nothing answered" in result.stderr
     assert "--port" in result.stderr
-    assert not out_dir.exists()
-    assert list(tmp_path.iterdir()) == []
-    assert _owned_containers(engine_client) == []
+    _assert_nothing_left(out_dir, tmp_path, engine_client)
 
 
 def test_engine_not_running(tmp_path: Path) -> None:
@@ -195,9 +200,7 @@ def test_interrupt_removes_containers(
             process.communicate()
     assert process.returncode == ExitCode.INTERRUPTED, stderr
     assert "interrupted" in stderr
-    assert not out_dir.exists()
-    assert list(tmp_path.iterdir()) == []
-    assert _owned_containers(engine_client) == []
+    _assert_nothing_left(out_dir, tmp_path, engine_client)
 
 
 def test_load_container_removed(
@@ -216,9 +219,7 @@ def test_load_container_removed(
     assert process.returncode == ExitCode.SERVICE_NOT_READY, stderr
     assert "was removed during the load" in stderr
     assert stdout == ""
-    assert not out_dir.exists()
-    assert list(tmp_path.iterdir()) == []
-    assert _owned_containers(engine_client) == []
+    _assert_nothing_left(out_dir, tmp_path, engine_client)
 
 
 def test_load_without_success(
@@ -241,9 +242,7 @@ def test_load_without_success(
     assert result.returncode == ExitCode.SERVICE_NOT_READY, result.stderr
     assert "no request to http://127.0.0.1:" in result.stderr
     assert "timeout" in result.stderr
-    assert not out_dir.exists()
-    assert list(tmp_path.iterdir()) == []
-    assert _owned_containers(engine_client) == []
+    _assert_nothing_left(out_dir, tmp_path, engine_client)
 
 
 def test_start_deadline_enforced(

@@ -167,7 +167,7 @@ class _Monitor:
             logger.info("container discovery works again")
             self._engine_failures = 0
         current = {
-            item.info.container_id: item for item in tracked if self._wanted(item)
+            item.info.container_id: item for item in tracked if self._is_selected(item)
         }
         for container_id in set(self._watched) - set(current):
             if self._watched[container_id].ended and self._restarting(container_id):
@@ -189,7 +189,7 @@ class _Monitor:
                 item.reader.source,
             )
 
-    def _wanted(self, item: TrackedContainer) -> bool:
+    def _is_selected(self, item: TrackedContainer) -> bool:
         names = self._settings.container
         if not names:
             return True
@@ -305,11 +305,11 @@ class _Monitor:
             return False
         return state is not None and state.running
 
-    def _drop(self, container_id: str, why: str) -> None:
+    def _drop(self, container_id: str, reason: str) -> None:
         watched = self._watched.pop(container_id, None)
         self._store.remove(container_id)
         if watched is not None:
-            logger.info("container %s %s", watched.tracked.info.name, why)
+            logger.info("container %s %s", watched.tracked.info.name, reason)
 
     def _status_text(self) -> str:
         scraped = self._store.last_scrape_unix_seconds

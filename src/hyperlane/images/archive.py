@@ -207,8 +207,8 @@ def _read_members(archive: tarfile.TarFile, label: str) -> list[tarfile.TarInfo]
     """Return the members of ARCHIVE, raising ImageInvalid when it is cut short.
 
     tarfile ends the member list without an error at a header that is cut off or
-    invalid, so the block after the last member must be the first zero block of the
-    end-of-archive marker, which docker save, podman save and tarfile write.
+    invalid. So the block after the last member must be the first zero block of the
+    end-of-archive marker, which docker save, podman save and tarfile all write.
     """
     members: list[tarfile.TarInfo] = []
     try:

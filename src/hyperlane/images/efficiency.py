@@ -16,10 +16,11 @@ tar and visits the leaf nodes of each tree, so these figures follow its rules:
   visits. Wasted bytes are the sum of all visits to paths visited at least twice,
   so the copy that stays visible counts too.
 
-The stacking uses dive's rules, not the OCI ones that FileSystemStack applies:
-opaque markers hide nothing, and a directory that a layer only implies (it contains
-an entry but has no member of its own) replaces the lower directory's header with
-an empty one, which is not a directory. A whiteout of such a path adds 0 bytes.
+The stacking uses dive's rules, not the OCI ones that FileSystemStack applies.
+Opaque markers hide nothing. A directory that a layer only implies, because the
+layer has an entry under it but no member for the directory itself, replaces the
+lower directory's header with an empty one, which is not a directory. A whiteout
+of such a path adds 0 bytes.
 
 Where dive re-stacks every lower layer for each whiteout, this module keeps one
 stacked tree and updates it after each layer, so the work is linear in the number

@@ -1,8 +1,8 @@
 """One record per tar member of a layer, kept for the analyses that need every file.
 
-The stacking pass counts as it goes; the analyses that compare layers (dive's
+The stacking pass counts as it goes. The analyses that compare layers (dive's
 efficiency, duplicate contents, junk, metadata-only changes, largest files) read
-these records afterwards, so that each layer blob is still read only once.
+these records afterwards, so each layer blob is still read only once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _HASH_CHUNK_BYTES = 1 << 20
 
 
 class EntryKind(StrEnum):
-    """What a tar member does to the stacked file system."""
+    """The effect of a tar member on the stacked file system."""
 
     FILE = "file"
     DIRECTORY = "directory"

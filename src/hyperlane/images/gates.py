@@ -47,7 +47,7 @@ class _Gate:
     metric: str
     unit: GateUnit
     direction: Literal["max", "min"]
-    # The setting that holds the floor, and the byte figure compared with it.
+    # The setting that sets the floor, and the byte figure compared with it.
     floor_setting: str | None = None
     floor_metric: str | None = None
     # A byte figure whose value 0 leaves the metric undefined, so the gate passes.
@@ -138,7 +138,7 @@ def _check(
         # unseen.
         return result(False, f"{flag}: the analysis has no {gate.metric} figure")
 
-    shown = f"{gate.metric} {_format(value, gate.unit)}"
+    observed = f"{gate.metric} {_format(value, gate.unit)}"
     bound = _format(limit, gate.unit)
     if gate.direction == "max":
         passed = value <= limit
@@ -148,7 +148,7 @@ def _check(
         comparison = f"{'>=' if passed else '<'} {bound}"
     if passed or gate.floor_setting is None or gate.floor_metric is None:
         status = "passed" if passed else "FAILED"
-        return result(passed, f"{flag} {status}: {shown} {comparison}")
+        return result(passed, f"{flag} {status}: {observed} {comparison}")
 
     floor = float(getattr(settings, gate.floor_setting))
     absolute = _figure(image, gate.floor_metric) or 0.0
@@ -156,11 +156,11 @@ def _check(
         floor_flag = "--" + gate.floor_setting.replace("_", "-")
         return result(
             True,
-            f"{flag} passed: {shown} {comparison}, but {gate.floor_metric} "
+            f"{flag} passed: {observed} {comparison}, but {gate.floor_metric} "
             f"{_format(absolute, 'bytes')} is below {floor_flag} "
             f"{_format(floor, 'bytes')}",
         )
-    return result(False, f"{flag} FAILED: {shown} {comparison}")
+    return result(False, f"{flag} FAILED: {observed} {comparison}")
 
 
 def evaluate_image_gates(

@@ -125,7 +125,7 @@ def _reading_time(
 ) -> float:
     """Return the monotonic time of the engine's reading, from its "read" field.
 
-    Docker answers a one-shot request with the latest reading of its stats
+    Docker responds to a one-shot request with the latest reading of its stats
     collector, which runs once a second, so that reading can be up to a second
     older than the request. Stamping it with the request's own time put rates
     off by up to a third. BEFORE and AFTER are the monotonic clock around the

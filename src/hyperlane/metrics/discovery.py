@@ -117,7 +117,7 @@ class ContainerDiscovery:
     """The running containers of an engine, each with an open SampleReader.
 
     refresh() lists the running containers, inspects and opens a reader for each
-    new one, and forgets those that are gone. A container whose reader cannot be
+    new one, and drops those that are gone. A container whose reader cannot be
     opened is logged once at WARNING and retried at the next refresh.
     """
 

@@ -189,7 +189,7 @@ def _open_text_output(path: Path) -> tuple[IO[bytes], Any]:
 
 
 def _check_overwritable(path: Path) -> None:
-    """Raise UsageError when PATH holds something other than an earlier recording.
+    """Raise UsageError when PATH contains something other than an earlier recording.
 
     A recording replaces only an empty file or an earlier recording, so that a
     mistyped --record never destroys another file.
@@ -513,6 +513,7 @@ class RecordingReader:
                 f"{RECORDING_SCHEMA_VERSION.split('.', 1)[0]}.x; read it with the "
                 f"Hyperlane version that wrote it"
             )
+
         clock = line.get("clock")
         engine = line.get("engine")
         interval: Any = line.get("interval_seconds")
@@ -520,10 +521,12 @@ class RecordingReader:
             raise self._invalid("the header lacks the clock or engine object")
         if not _is_number(interval):
             raise self._invalid("the header lacks interval_seconds")
+
         monotonic: Any = clock.get("monotonic_origin_seconds")
         unix: Any = clock.get("unix_origin_seconds")
         if not _is_number(monotonic) or not _is_number(unix):
             raise self._invalid("the header clock lacks its origin readings")
+
         return RecordingHeader(
             schema_version=str(version),
             host=str(line.get("host", "")),

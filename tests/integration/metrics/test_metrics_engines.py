@@ -2,10 +2,12 @@
 
 A CPU-bound busybox container under a 0.5 CPU quota runs for about 10 s while the
 Sampler reads its cgroup; its figures are checked against the quota, against
-utime + stime in /proc/<pid>/stat, and against the engine's stats API. Further
-containers check four more figures: the working set after writing 64 MiB to
-/dev/shm, an OOM kill under a 16 MiB limit, the network bytes of a known transfer
-through a published port, and the block I/O bytes of a 16 MiB write to a volume.
+utime + stime in /proc/<pid>/stat, and against the engine's stats API.
+
+Further containers check four more figures. They are the working set after writing
+64 MiB to /dev/shm, an OOM kill under a 16 MiB limit, the network bytes of a known
+transfer through a published port, and the block I/O bytes of a 16 MiB write to a
+volume.
 """
 
 from __future__ import annotations

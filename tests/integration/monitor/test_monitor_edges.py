@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from prometheus_client.samples import Sample as PrometheusSample
 from hyperlane.metrics.recording import read_recording
 from tests.conftest import unique_name
 from tests.integration.cli import HYPERLANE
+from tests.integration.monitor.waiting import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,26 +40,6 @@ OOM_SCRIPT = (
     "rm -f /dev/shm/fill; sleep 2; exit 1"
 )
 MEMORY_LIMIT_BYTES = 16 * 2**20
-
-
-def free_port(family: socket.AddressFamily = socket.AF_INET) -> int:
-    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    with socket.socket(family) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for(check: Callable[[], bool], timeout_seconds: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout_seconds} s waiting for {what}")
 
 
 def scrape(url: str) -> dict[str, list[PrometheusSample]]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -27,19 +25,13 @@ from docker.models.containers import Container
 from hyperlane.metrics.recording import read_recording
 from tests.conftest import unique_name
 from tests.integration.cli import HYPERLANE
+from tests.integration.monitor.waiting import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
 NANO_CPUS = 500_000_000
 BUSY_LOOP = ["sh", "-c", "while :; do :; done"]
 SCRAPE_SECONDS = 9.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def get_json(url: str) -> Any:
@@ -55,18 +47,6 @@ def query(prometheus_port: int, promql: str) -> list[dict[str, Any]]:
     assert document["status"] == "success", document
     result: list[dict[str, Any]] = document["data"]["result"]
     return result
-
-
-def wait_for(check: Any, timeout_seconds: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout_seconds} s waiting for {what}")
 
 
 @pytest.fixture

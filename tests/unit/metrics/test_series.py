@@ -269,7 +269,9 @@ def test_rates_between_samples() -> None:
         block_io_read_bytes_total=8192,
         block_io_write_bytes_total=4096 + 2 * 1048576,
     )
+
     rates = compute_rates(previous, current)
+
     assert rates.timestamp_seconds == 12.0
     assert rates.interval_seconds == pytest.approx(2.0)
     assert rates.counter_reset is False

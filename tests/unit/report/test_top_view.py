@@ -119,7 +119,9 @@ def test_second_sample_rates_and_limits() -> None:
         memory_limit_bytes=64 * MIB,
         memory_limit_set=True,
     )
+
     row = row_of(previous, current, cpu_limit=0.5)
+
     assert row.interval_seconds == pytest.approx(2.0)
     assert row.cpu_cores == pytest.approx(0.5)
     assert row.cpu_limit_percent == pytest.approx(100.0)
