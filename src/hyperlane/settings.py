@@ -69,6 +69,20 @@ OptionalRatio = Annotated[
     float | None, Field(ge=0, le=1), BeforeValidator(_off_to_none)
 ]
 
+
+def _time_seconds(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    # Imported here because hyperlane.metrics loads the Docker SDK and requests,
+    # which `hyperlane --help` must not.
+    from hyperlane.metrics.prometheus import parse_time_seconds  # noqa: PLC0415
+
+    return parse_time_seconds(value)
+
+
+# Unix seconds, given as a number or as RFC 3339 text.
+TimeSeconds = Annotated[float, BeforeValidator(_time_seconds)]
+
 EngineName = Literal["auto", "docker", "podman"]
 MetricsSource = Literal["auto", "cgroup", "api"]
 
@@ -444,10 +458,11 @@ class RightsizeSettings(CommandSettings):
 
     section: ClassVar[str] = "rightsize"
 
-    strategy: Literal["percentile", "histogram"] = Field(
+    strategy: Literal["percentile", "histogram", "slo"] = Field(
         "percentile",
-        description="Sizing strategy: percentile (KRR's simple strategy) or "
-        "histogram (the Kubernetes VPA recommender).",
+        description="Sizing strategy: percentile (KRR's simple strategy), "
+        "histogram (the Kubernetes VPA recommender), or slo (search the smallest "
+        "limits that meet --slo-latency at --slo-rate by running the image).",
     )
     cpu_floor: Cores = _cpu_floor_field()
     memory_floor: Bytes = _memory_floor_field()
@@ -513,6 +528,100 @@ class RightsizeSettings(CommandSettings):
         description="histogram strategy: window whose peak memory is one sample, "
         "e.g. 24h.",
     )
+    image: str | None = Field(
+        None,
+        description="slo strategy: image reference in the engine to run the trials "
+        "on (default: the image of the audit report INPUT).",
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="slo strategy: container port of the service (default: the "
+        "image's first exposed TCP port).",
+    )
+    path: str = Field(
+        "/", description="slo strategy: HTTP path for readiness and load."
+    )
+    slo_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="slo strategy: open-model arrival rate in requests per second "
+        "that the service must sustain, e.g. 300.",
+    )
+    slo_latency: Seconds = Field(
+        0.05,
+        gt=0,
+        le=3600,
+        description="slo strategy: highest latency at --slo-percentile, corrected "
+        "for coordinated omission, e.g. 50ms.",
+    )
+    slo_percentile: float = Field(
+        99.0, gt=0, lt=100, description="slo strategy: latency percentile, e.g. 99."
+    )
+    slo_errors: float = Field(
+        0.001,
+        ge=0,
+        lt=1,
+        description="slo strategy: highest share of failed requests, e.g. 0.001 for "
+        "0.1 %.",
+    )
+    slo_cpu_max: Cores | None = Field(
+        None,
+        description="slo strategy: CPU limit of the baseline trial, the largest "
+        "tried, e.g. 2 (default: the host's cores).",
+    )
+    slo_cpu_min: Cores = Field(
+        0.01, description="slo strategy: smallest CPU limit the search tries."
+    )
+    slo_tolerance: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="slo strategy: the search ends when passing and failing CPU "
+        "limits are closer than this share, e.g. 0.05 for 5 %.",
+    )
+    slo_cpu_margin: float = Field(
+        0.1,
+        ge=0,
+        le=10,
+        description="slo strategy: headroom added to the smallest passing CPU "
+        "limit before the verification trial, e.g. 0.1 for 10 %.",
+    )
+    slo_trial_duration: Seconds = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="slo strategy: measured load of each trial, e.g. 10s.",
+    )
+    slo_warmup: Seconds = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="slo strategy: unmeasured load before each trial, e.g. 2s.",
+    )
+    slo_max_trials: int = Field(
+        12, ge=1, le=100, description="slo strategy: search trials at most."
+    )
+    slo_connections: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="slo strategy: connections the open-model load may hold open.",
+    )
+    start_timeout: Seconds = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="slo strategy: time allowed from create to the first 2xx.",
+    )
+    out: Path | None = Field(
+        None,
+        description="Directory to write the deploy files into (docker-run.sh, "
+        "compose.yaml, kubernetes.yaml, nomad.hcl, nomad.json).",
+    )
     env: list[str] = Field(
         default_factory=list,
         description="Image environment 'NAME=VALUE' for the runtime hints, added to "
@@ -522,6 +631,42 @@ class RightsizeSettings(CommandSettings):
         None,
         description="Container command line for the runtime hints, e.g. 'java "
         "-Xmx512m -jar app.jar' (default: the report's entrypoint and cmd).",
+    )
+    prometheus: str | None = Field(
+        None,
+        description="Read the containers from this Prometheus server's HTTP API "
+        "(cAdvisor metric names) instead of INPUT files, e.g. http://127.0.0.1:9090.",
+    )
+    prometheus_selector: str = Field(
+        "",
+        description="Label matchers that select the containers, without braces, "
+        'e.g. \'namespace="shop",container="api"\' (default: every container).',
+    )
+    # KRR reads 336 h at a 1.25 min step. 7 days at 60 s is 10,080 points per
+    # series, which fits in one query under Prometheus' 11,000-point limit.
+    history: Seconds = Field(
+        7 * 86_400.0,
+        gt=0,
+        le=400 * 86_400,
+        description="--prometheus: length of the range to read, ending at --end, "
+        "e.g. 168h.",
+    )
+    start: TimeSeconds | None = Field(
+        None,
+        description="--prometheus: start of the range, unix seconds or RFC 3339 "
+        "(default: --end minus --history).",
+    )
+    end: TimeSeconds | None = Field(
+        None,
+        description="--prometheus: end of the range, unix seconds or RFC 3339 "
+        "(default: now).",
+    )
+    step: Seconds = Field(
+        60.0,
+        ge=0.01,
+        le=86_400,
+        description="--prometheus: time between the points read, at least the "
+        "scrape interval, e.g. 60s.",
     )
 
 

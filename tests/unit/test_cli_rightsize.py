@@ -105,3 +105,68 @@ def test_rightsize_report_without_recording(tmp_path: Path) -> None:
     assert item["recommendation"]["cpu_request_millicores"] == 200
     assert item["recommendation"]["estimate"] is True
     assert item["runtime_hints"][0].startswith("GOMAXPROCS=4")
+
+
+def test_rightsize_out_writes_deploy_files_per_container(tmp_path: Path) -> None:
+    recording = tmp_path / "metrics.jsonl"
+    write_recording(recording)
+    out = tmp_path / "deploy"
+    result = run_cli("rightsize", str(recording), "--json", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    containers = json.loads(result.stdout)["containers"]
+    assert [item["deploy_files"][0] for item in containers] == [
+        "web-0/kubernetes.yaml",
+        "web-1/kubernetes.yaml",
+        "web-2/kubernetes.yaml",
+    ]
+    assert sorted(path.name for path in out.iterdir()) == ["web-0", "web-1", "web-2"]
+    kubernetes = (out / "web-1" / "kubernetes.yaml").read_text()
+    assert "image: localhost/web:1" in kubernetes
+    assert "memory: 100Mi" in kubernetes
+    script = (out / "web-1" / "docker-run.sh").read_text()
+    assert "--name web-1" in script
+
+
+def test_rightsize_out_takes_image_port_and_path_from_the_report(
+    tmp_path: Path,
+) -> None:
+    samples = make_series([0.2] * 10, [50 * MIB] * 11)
+    document = {
+        "kind": "audit",
+        "image": {
+            "reference": "localhost/app:2",
+            "config": {"exposed_ports": ["80/tcp"]},
+        },
+        "settings": {"path": "/health"},
+        "container": {"name": "audited"},
+        "metrics": {"samples": [sample.__dict__ for sample in samples]},
+    }
+    (tmp_path / "report.json").write_text(json.dumps(document), encoding="utf-8")
+    out = tmp_path / "deploy"
+    result = run_cli("rightsize", str(tmp_path), "--json", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    item = json.loads(result.stdout)["containers"][0]
+    assert item["image"] == "localhost/app:2"
+    kubernetes = (out / "audited" / "kubernetes.yaml").read_text()
+    assert "containerPort: 80" in kubernetes
+    assert "path: /health" in kubernetes
+
+
+def test_rightsize_slo_rejects_prometheus_and_a_missing_rate() -> None:
+    with_prometheus = run_cli(
+        "rightsize",
+        "--strategy",
+        "slo",
+        "--slo-rate",
+        "10",
+        "--image",
+        "localhost/app:1",
+        "--prometheus",
+        "http://127.0.0.1:9/",
+    )
+    assert with_prometheus.returncode == ExitCode.USAGE_ERROR
+    assert "drop --prometheus" in with_prometheus.stderr
+
+    without_rate = run_cli("rightsize", "--strategy", "slo", "--image", "x:1")
+    assert without_rate.returncode == ExitCode.USAGE_ERROR
+    assert "--slo-rate" in without_rate.stderr

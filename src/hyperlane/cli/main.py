@@ -443,12 +443,34 @@ def monitor_command(**kwargs: Any) -> None:
     _run(action, common["verbose"])
 
 
+def _rightsize_slo(
+    inputs: list[str], settings: RightsizeSettings, common: dict[str, Any]
+) -> int:
+    from hyperlane.cli.progress import make_observer
+    from hyperlane.cli.slo import check_outcome, render_slo, run_slo_search
+    from hyperlane.report.document import document_header
+
+    with make_observer(quiet=common["quiet"]) as observer:
+        outcome = run_slo_search([Path(item) for item in inputs], settings, observer)
+    if common["json_output"]:
+        document = document_header("rightsize")
+        document["strategy"] = settings.strategy
+        document.update(outcome.to_dict())
+        _print_json(document)
+    else:
+        render_slo(outcome, _stdout_console())
+    check_outcome(outcome)
+    return int(ExitCode.SUCCESS)
+
+
 def rightsize_command(**kwargs: Any) -> None:
     """Recommend CPU and memory per container from recorded samples.
 
     INPUT is an audit report directory, its report.json, or a recording (.jsonl or
-    .jsonl.zst) that `hyperlane monitor --record` wrote. Also reports CFS
-    throttling and runtime settings (GOMAXPROCS, -Xmx, workers) that clash.
+    .jsonl.zst) that `hyperlane monitor --record` wrote. With --prometheus URL and no
+    INPUT, the containers come from a Prometheus server's cAdvisor series. Also
+    reports CFS throttling and runtime settings (GOMAXPROCS, -Xmx, workers) that
+    clash.
     """
     common, flags = _split(kwargs)
     inputs = flags.pop("inputs")
@@ -460,7 +482,10 @@ def rightsize_command(**kwargs: Any) -> None:
         from hyperlane.settings import load_settings
 
         settings = load_settings(RightsizeSettings, flags, _config_path(common))
-        results = rightsize([Path(item) for item in inputs], settings)
+        if settings.strategy == "slo":
+            return _rightsize_slo(inputs or [], settings, common)
+        _check_rightsize_sources(inputs, settings.prometheus)
+        results = rightsize([Path(item) for item in inputs or []], settings)
         if common["json_output"]:
             document = document_header("rightsize")
             document["strategy"] = settings.strategy
@@ -471,6 +496,22 @@ def rightsize_command(**kwargs: Any) -> None:
         return int(ExitCode.SUCCESS)
 
     _run(action, common["verbose"])
+
+
+def _check_rightsize_sources(inputs: list[str] | None, prometheus: str | None) -> None:
+    """Raise UsageError unless exactly one of INPUT and --prometheus is given."""
+    from hyperlane.errors import UsageError
+
+    if inputs and prometheus is not None:
+        raise UsageError(
+            "rightsize reads either INPUT files or --prometheus, not both: drop the "
+            "INPUT arguments or the --prometheus flag."
+        )
+    if not inputs and prometheus is None:
+        raise UsageError(
+            "rightsize needs INPUT files or --prometheus URL: pass an audit "
+            "directory, a report.json or a recording, or a Prometheus base URL."
+        )
 
 
 def _argument(name: str, annotation: Any, default: Any, help_text: str) -> Any:
@@ -537,9 +578,10 @@ app.command("rightsize")(
         [
             _argument(
                 "inputs",
-                list[str],
-                ...,
-                "Audit report directories, report.json files or recordings.",
+                list[str] | None,
+                None,
+                "Audit report directories, report.json files or recordings (none "
+                "with --prometheus).",
             ),
             *settings_parameters(RightsizeSettings),
             *COMMON_PARAMETERS,

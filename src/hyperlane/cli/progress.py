@@ -14,8 +14,21 @@ from rich.status import Status
 
 from hyperlane.units import format_bytes, format_seconds
 
+
+def trial_line(trial: SloTrial) -> str:
+    """Return one SLO trial as a line: number, purpose, limits, verdict, figures."""
+    memory = trial.limits.memory_bytes
+    memory_text = "no memory limit" if memory is None else f"{memory / 2**20:.0f} MiB"
+    verdict = "passed" if trial.passed else "failed"
+    return (
+        f"{trial.index} ({trial.purpose}): CPU {trial.limits.cpu_cores * 1000:.0f}m, "
+        f"{memory_text}: {verdict}: {trial.reason}"
+    )
+
+
 if TYPE_CHECKING:
     from hyperlane.load import LoadProgress
+    from hyperlane.sizing.slo import SloTrial
 
 logger = logging.getLogger("hyperlane.progress")
 
@@ -32,6 +45,9 @@ class LogObserver:
     def load_progress(self, progress: LoadProgress) -> None:
         return None
 
+    def trial_done(self, trial: SloTrial) -> None:
+        logger.info("SLO trial %s", trial_line(trial))
+
 
 class TerminalObserver(LogObserver):
     """Shows the current stage and its counters in one live line on stderr."""
@@ -46,6 +62,9 @@ class TerminalObserver(LogObserver):
 
     def export_progress(self, written_bytes: int) -> None:
         self._status.update(f"{self._stage} ({format_bytes(written_bytes)} written)")
+
+    def trial_done(self, trial: SloTrial) -> None:
+        self._status.console.print(f"trial {trial_line(trial)}", highlight=False)
 
     def load_progress(self, progress: LoadProgress) -> None:
         self._status.update(

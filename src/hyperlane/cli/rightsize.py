@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 import shlex
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hyperlane.errors import UsageError
+from hyperlane.metrics.prometheus import display_url, read_prometheus
 from hyperlane.metrics.recording import RecordingReader
 from hyperlane.metrics.sample import Sample
 from hyperlane.settings import RightsizeSettings
@@ -41,6 +46,11 @@ class ContainerInput:
     cpu_limit_cores: float | None = None
     env: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
+    image: str | None = None
+    """Image reference of the container, when the input names it."""
+    container_port: int | None = None
+    """Port the service listens on inside the container, when the input names it."""
+    probe_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,14 +61,21 @@ class ContainerResult:
     sizing: Sizing
     throttling: ThrottlingReport
     hints: list[str]
+    image: str | None = None
+    container_port: int | None = None
+    probe_path: str | None = None
+    deploy_files: list[str] = field(default_factory=list)
+    """Deploy files written for this container, relative to --out."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a JSON-ready dict."""
         return {
             "source": self.source,
+            "image": self.image,
             **self.sizing.to_dict(),
             "throttling": self.throttling.to_dict(),
             "runtime_hints": self.hints,
+            "deploy_files": self.deploy_files,
         }
 
 
@@ -110,9 +127,22 @@ def _read_report(path: Path) -> list[ContainerInput]:
         containers = _read_recording(recording)
     else:
         containers = [_report_samples(path, document)]
+    image = (document.get("image") or {}).get("reference")
+    audit_settings = document.get("settings") or {}
+    exposed = [
+        int(number)
+        for number, _, protocol in (
+            str(item).partition("/") for item in config.get("exposed_ports") or []
+        )
+        if number.isdigit() and protocol in ("", "tcp")
+    ]
+    port = audit_settings.get("port") or (exposed[0] if exposed else None)
     for container in containers:
         container.env = env
         container.command = command
+        container.image = container.image or (str(image) if image else None)
+        container.container_port = port
+        container.probe_path = audit_settings.get("path")
     return containers
 
 
@@ -149,6 +179,7 @@ def _read_recording(path: Path) -> list[ContainerInput]:
                     source=str(path),
                     name=recorded.name,
                     cpu_limit_cores=recorded.cpu_limit_cores,
+                    image=recorded.image or None,
                 )
                 by_index[recorded.index] = container
             container.samples.append(sample)
@@ -157,8 +188,56 @@ def _read_recording(path: Path) -> list[ContainerInput]:
     return [by_index[index] for index in sorted(by_index)]
 
 
-def rightsize(inputs: list[Path], settings: RightsizeSettings) -> list[ContainerResult]:
-    """Size every container of every input with the chosen strategy."""
+def _read_prometheus_inputs(settings: RightsizeSettings) -> list[ContainerInput]:
+    """Read the containers that --prometheus-selector matches over the range."""
+    if settings.prometheus is None:
+        raise ValueError("_read_prometheus_inputs needs settings.prometheus")
+    end_seconds = settings.end if settings.end is not None else time.time()
+    start_seconds = (
+        settings.start if settings.start is not None else end_seconds - settings.history
+    )
+    source = display_url(settings.prometheus)
+    logger.info(
+        "Reading {%s} from Prometheus %s, %.0f s at a %g s step",
+        settings.prometheus_selector,
+        source,
+        end_seconds - start_seconds,
+        settings.step,
+    )
+    containers = read_prometheus(
+        settings.prometheus,
+        start_seconds=start_seconds,
+        end_seconds=end_seconds,
+        step_seconds=settings.step,
+        selector=settings.prometheus_selector,
+    )
+    return [
+        ContainerInput(
+            source=source,
+            name=container.name,
+            samples=container.samples,
+            cpu_limit_cores=container.cpu_limit_cores,
+            image=container.labels.get("image") or None,
+        )
+        for container in containers
+    ]
+
+
+def _input_groups(
+    inputs: list[Path], settings: RightsizeSettings
+) -> Iterator[list[ContainerInput]]:
+    """Yield the containers of Prometheus, or of each input file in turn."""
+    if settings.prometheus is not None:
+        yield _read_prometheus_inputs(settings)
+        return
+    for path in inputs:
+        yield read_inputs(path)
+
+
+def sizing_rules(
+    settings: RightsizeSettings,
+) -> tuple[SizingPolicy, StrategyParameters]:
+    """Return the policy and strategy parameters that the settings describe."""
     policy = SizingPolicy(
         cpu_percentile=settings.cpu_percentile,
         memory_margin_ratio=settings.margin,
@@ -175,9 +254,15 @@ def rightsize(inputs: list[Path], settings: RightsizeSettings) -> list[Container
         histogram_upper_percentile=settings.histogram_upper_percentile,
         histogram_memory_aggregation_seconds=settings.histogram_memory_window,
     )
+    return policy, parameters
+
+
+def rightsize(inputs: list[Path], settings: RightsizeSettings) -> list[ContainerResult]:
+    """Size every container of every input with the chosen strategy."""
+    policy, parameters = sizing_rules(settings)
     results = []
-    for path in inputs:
-        for container in read_inputs(path):
+    for containers in _input_groups(inputs, settings):
+        for container in containers:
             usage = usage_from_samples(
                 container.name, container.samples, container.cpu_limit_cores
             )
@@ -198,8 +283,76 @@ def rightsize(inputs: list[Path], settings: RightsizeSettings) -> list[Container
                 cpu_for_hints,
                 recommendation.memory_limit_bytes,
             )
-            results.append(ContainerResult(container.source, sizing, throttling, hints))
+            results.append(
+                ContainerResult(
+                    container.source,
+                    sizing,
+                    throttling,
+                    hints,
+                    image=container.image,
+                    container_port=container.container_port,
+                    probe_path=container.probe_path,
+                )
+            )
+    if settings.out is not None:
+        results = write_results_deploy_files(results, settings.out)
     return results
+
+
+def _deploy_name(container: str, taken: set[str]) -> str:
+    """Return a DNS label for the container's name, unique among TAKEN."""
+    label = re.sub(r"[^a-z0-9-]+", "-", container.lower()).strip("-")[:50] or "app"
+    label = label.strip("-") or "app"
+    candidate, number = label, 2
+    while candidate in taken:
+        candidate = f"{label}-{number}"
+        number += 1
+    taken.add(candidate)
+    return candidate
+
+
+def write_results_deploy_files(
+    results: list[ContainerResult], out: Path
+) -> list[ContainerResult]:
+    """Write each sized container's deploy files into OUT/NAME/, NAME its label.
+
+    OUT is replaced only once every file is written. A container without figures
+    or without a known image gets no files, with a warning that says why.
+    """
+    from hyperlane.report.deploy import write_deploy_files
+    from hyperlane.report.outdir import StagedDirectory
+
+    written: list[ContainerResult] = []
+    taken: set[str] = set()
+    with StagedDirectory(out) as staged:
+        for result in results:
+            name = _deploy_name(result.sizing.container, taken)
+            if result.sizing.recommendation.status != "ok":
+                logger.warning(
+                    "No deploy files for %s: not enough data to size it",
+                    result.sizing.container,
+                )
+                written.append(result)
+                continue
+            if result.image is None:
+                logger.warning(
+                    "No deploy files for %s: its input names no image",
+                    result.sizing.container,
+                )
+                written.append(result)
+                continue
+            paths = write_deploy_files(
+                staged.path / name,
+                result.image,
+                result.container_port,
+                result.sizing.recommendation,
+                name=name,
+                probe_path=result.probe_path,
+            )
+            files = [f"{name}/{path.name}" for path in paths]
+            written.append(dataclasses.replace(result, deploy_files=files))
+        staged.commit()
+    return written
 
 
 def render_results(results: list[ContainerResult], console: Console) -> None:
