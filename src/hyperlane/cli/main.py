@@ -264,10 +264,12 @@ def load_command(**kwargs: Any) -> None:
         from hyperlane.load.config import spec_from_settings, worker_count
         from hyperlane.load.hgrm import write_hgrm
         from hyperlane.load.scenario import evaluate_thresholds, load_scenario
+        from hyperlane.load.spec import build_target
         from hyperlane.load.workers import run_load_workers
         from hyperlane.report.document import document_header
         from hyperlane.report.terminal import render_load
         from hyperlane.settings import load_settings
+        from hyperlane.urls import display_url
 
         settings = load_settings(LoadSettings, flags, _config_path(common))
         spec = spec_from_settings(settings, url)
@@ -277,9 +279,12 @@ def load_command(**kwargs: Any) -> None:
             else ()
         )
         workers = worker_count(settings, spec)
+        # Checked here, so that an invalid URL fails before any progress line.
+        build_target(spec)
         with make_observer(quiet=common["quiet"]) as observer:
             observer.stage(
-                "load", f"sending load to {url} from {workers} worker process(es)"
+                "load",
+                f"sending load to {display_url(url)} from {workers} worker process(es)",
             )
             result = run_load_workers(spec, workers, progress=observer.load_progress)
         document = document_header("load")

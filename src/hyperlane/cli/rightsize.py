@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hyperlane.errors import UsageError
-from hyperlane.metrics.prometheus import display_url, read_prometheus
+from hyperlane.metrics.prometheus import read_prometheus
 from hyperlane.metrics.recording import RecordingReader
 from hyperlane.metrics.sample import Sample
 from hyperlane.settings import RightsizeSettings
@@ -27,6 +27,7 @@ from hyperlane.sizing.strategies import size_container
 from hyperlane.sizing.strategy import Sizing, StrategyParameters
 from hyperlane.sizing.throttling import ThrottlingReport, analyse_throttling
 from hyperlane.sizing.usage import usage_from_samples
+from hyperlane.urls import display_url
 
 logger = logging.getLogger(__name__)
 

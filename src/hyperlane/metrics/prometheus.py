@@ -39,6 +39,7 @@ import requests
 
 from hyperlane.errors import UsageError
 from hyperlane.metrics.sample import Sample
+from hyperlane.urls import display_url
 
 logger = logging.getLogger(__name__)
 
@@ -82,22 +83,6 @@ class PrometheusContainer:
     """One sample per step point that has a CPU usage value, in time order."""
     cpu_limit_cores: float | None = None
     """CPU quota / period at the last step point that has both, in cores."""
-
-
-def display_url(url: str) -> str:
-    """Return url without its user name and password, for messages and logs."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None else f"{host}:{port}"
-    return urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path, parts.query, parts.fragment)
-    )
 
 
 def parse_time_seconds(text: str) -> float:

@@ -47,6 +47,22 @@ def test_spec_invalid_rejected(spec: LoadSpec, named: str) -> None:
     assert named in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:hunter2@127.0.0.1:8080/",
+        "http://user:hunter2@127.0.0.1:99999/",
+        "ftp://user:hunter2@127.0.0.1/",
+    ],
+)
+def test_url_errors_hide_the_password(url: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        build_target(LoadSpec(url=url))
+    message = str(raised.value)
+    assert "hunter2" not in message
+    assert "127.0.0.1" in message
+
+
 def test_run_load_validates_first() -> None:
     with pytest.raises(UsageError):
         run_load(LoadSpec(url=URL, connections=-3))

@@ -30,11 +30,11 @@ from hyperlane.metrics.prometheus import (
     MAX_POINTS_PER_QUERY,
     MAX_POINTS_PER_SERIES,
     build_queries,
-    display_url,
     parse_time_seconds,
     read_prometheus,
     split_range,
 )
+from hyperlane.urls import display_url
 from tests.integration.cli import run_hyperlane
 from tests.integration.monitor.waiting import free_port
 from tests.prometheus_server import PrometheusServer
