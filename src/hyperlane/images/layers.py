@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import queue
 import struct
+import sys
 import tarfile
 import threading
 import zlib
@@ -57,6 +58,13 @@ _CHUNK_BYTES = 2 << 20
 # about _QUEUE_CHUNKS * _CHUNK_BYTES.
 _QUEUE_CHUNKS = 4
 _PUT_TIMEOUT_SECONDS = 0.1
+# Bytes per read of a plain (uncompressed) blob, which is read into reused buffers.
+_PLAIN_READ_BYTES = 1 << 20
+# The GIL switch interval while the reading thread runs. After each read and each
+# hash update, which release the GIL, that thread waits for the parsing thread to
+# hand the GIL back, by default for up to 5 ms. On the tree archive of
+# bench/image_vs_dive.py, 50 µs cut the reading thread's time from 1.1 s to 0.8 s.
+_READING_SWITCH_INTERVAL_SECONDS = 50e-6
 # Header flags of a gzip member (RFC 1952).
 _FHCRC = 0x02
 _FEXTRA = 0x04
@@ -120,6 +128,23 @@ class _BlobReader:
         self.digest.update(data)
         self.bytes_read += len(data)
         return data
+
+    def read_into(self, buffer: memoryview) -> memoryview:
+        """Fill BUFFER from the source and return the part filled, empty at the end.
+
+        Sources without readinto are read with read and copied.
+        """
+        readinto = getattr(self.source, "readinto", None)
+        if readinto is None:
+            data = self.source.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+        else:
+            count = readinto(buffer) or 0
+        filled = buffer[:count]
+        self.digest.update(filled)
+        self.bytes_read += count
+        return filled
 
 
 def _read_head(blob: _BlobReader) -> bytes:
@@ -234,13 +259,15 @@ def _gunzip(first: bytes, blob: _BlobReader) -> Iterator[bytes | _GzipTrailer]:
         _skip_zero_padding(source)
 
 
-def _check_gzip_trailers(items: Iterator[bytes | _GzipTrailer]) -> Iterator[bytes]:
+def _check_gzip_trailers(
+    items: Iterator[bytes | memoryview | _GzipTrailer],
+) -> Iterator[bytes | memoryview]:
     """Yield the bytes of ITEMS, checking each member against its trailer as the
     gzip module does, with its messages."""
     crc = 0
     size = 0
     for item in items:
-        if isinstance(item, bytes):
+        if not isinstance(item, _GzipTrailer):
             crc = zlib.crc32(item, crc)
             size += len(item)
             yield item
@@ -271,11 +298,38 @@ def _unzstd(first: bytes, blob: _BlobReader) -> Iterator[bytes]:
         yield chunk
 
 
-def _plain(first: bytes, blob: _BlobReader) -> Iterator[bytes]:
-    data = first
-    while data:
+class _BufferPool:
+    """Read buffers that the parser has released, to be filled again.
+
+    The parser releases each chunk of a buffer once it has moved past it, and only
+    a released buffer is filled again. The bounded queue keeps the buffers in use
+    to about _QUEUE_CHUNKS + 3, and the most recently released buffer is reused
+    first, so a blob that the parser keeps up with touches only a few.
+    list.append and list.pop are atomic, so the two threads need no lock.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[bytearray] = []
+
+    def take(self) -> memoryview:
+        buffer = self._free.pop() if self._free else bytearray(_PLAIN_READ_BYTES)
+        return memoryview(buffer)
+
+    def release(self, chunk: memoryview) -> None:
+        """Return the buffer of CHUNK, which its holder no longer reads."""
+        if isinstance(chunk.obj, bytearray):
+            self._free.append(chunk.obj)
+
+
+def _plain(
+    first: bytes, blob: _BlobReader, pool: _BufferPool
+) -> Iterator[bytes | memoryview]:
+    """Yield FIRST, then the rest of BLOB in buffers taken from POOL."""
+    if not first:
+        return
+    yield first
+    while data := blob.read_into(pool.take()):
         yield data
-        data = blob.read()
 
 
 @dataclass
@@ -283,18 +337,49 @@ class _Decoding:
     """The uncompressed content of a blob and the compression it is stored with."""
 
     # Uncompressed chunks, and gzip trailers, chosen by the blob's magic number.
-    items: Iterator[bytes | _GzipTrailer]
+    items: Iterator[bytes | memoryview | _GzipTrailer]
     compressed: bool
     gzip: bool
 
 
-def _decoding(blob: _BlobReader) -> _Decoding:
+def _decoding(blob: _BlobReader, pool: _BufferPool) -> _Decoding:
     head = _read_head(blob)
     if head.startswith(GZIP_MAGIC):
         return _Decoding(_gunzip(head, blob), compressed=True, gzip=True)
     if head[: len(ZSTD_MAGIC)] == ZSTD_MAGIC:
         return _Decoding(_unzstd(head, blob), compressed=True, gzip=False)
-    return _Decoding(_plain(head, blob), compressed=False, gzip=False)
+    return _Decoding(_plain(head, blob, pool), compressed=False, gzip=False)
+
+
+class _SwitchInterval:
+    """The process-wide GIL switch interval, shortened while any reading thread runs.
+
+    Layers read in several threads at once share one shortening, so the interval
+    from before the first is restored after the last.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._saved_seconds = 0.0
+
+    def shorten(self) -> None:
+        with self._lock:
+            if self._readers == 0:
+                self._saved_seconds = sys.getswitchinterval()
+                sys.setswitchinterval(
+                    min(self._saved_seconds, _READING_SWITCH_INTERVAL_SECONDS)
+                )
+            self._readers += 1
+
+    def restore(self) -> None:
+        with self._lock:
+            self._readers -= 1
+            if self._readers == 0:
+                sys.setswitchinterval(self._saved_seconds)
+
+
+_SWITCH_INTERVAL = _SwitchInterval()
 
 
 class _Failure:
@@ -311,7 +396,7 @@ class _ThreadedChunks:
     """The items of CHUNKS, produced by a daemon thread and handed over through a
     bounded queue, with the thread's exception raised where the items end."""
 
-    def __init__(self, chunks: Iterator[bytes | _GzipTrailer]) -> None:
+    def __init__(self, chunks: Iterator[bytes | memoryview | _GzipTrailer]) -> None:
         self._chunks = chunks
         self._queue: queue.Queue[object] = queue.Queue(_QUEUE_CHUNKS)
         self._stop = threading.Event()
@@ -339,10 +424,10 @@ class _ThreadedChunks:
             item = _Failure(error)
         self._put(item)
 
-    def __iter__(self) -> Iterator[bytes | _GzipTrailer]:
+    def __iter__(self) -> Iterator[bytes | memoryview | _GzipTrailer]:
         return self
 
-    def __next__(self) -> bytes | _GzipTrailer:
+    def __next__(self) -> bytes | memoryview | _GzipTrailer:
         item = self._queue.get()
         if item is _END:
             self._queue.put(_END)
@@ -350,7 +435,7 @@ class _ThreadedChunks:
         if isinstance(item, _Failure):
             self._queue.put(item)
             raise item.error
-        assert isinstance(item, bytes | _GzipTrailer)
+        assert isinstance(item, bytes | memoryview | _GzipTrailer)
         return item
 
     def close(self) -> None:
@@ -372,13 +457,22 @@ class _TarStream:
     """The uncompressed tar, read forward from a sequence of chunks.
 
     DIGEST, unless None, is updated with every chunk as it is taken, so that it
-    covers the whole tar once the chunks run out.
+    covers the whole tar once the chunks run out. A chunk that is a memoryview goes
+    back to POOL once the stream has moved past it.
     """
 
-    def __init__(self, chunks: Iterator[bytes], digest: _Hash | None) -> None:
+    def __init__(
+        self,
+        chunks: Iterator[bytes | memoryview],
+        digest: _Hash | None,
+        pool: _BufferPool,
+    ) -> None:
         self._chunks = chunks
         self._digest = digest
-        self._chunk = b""
+        self._pool = pool
+        # A chunk that is a memoryview is a reused buffer, so what read returns is
+        # copied out of it.
+        self._chunk: bytes | memoryview = b""
         self._view = memoryview(self._chunk)
         self._position = 0
         # Offset in the tar of the current chunk's first byte.
@@ -395,6 +489,8 @@ class _TarStream:
             self._digest.update(chunk)
         self.bytes_total += len(chunk)
         self._start += len(self._chunk)
+        if isinstance(self._chunk, memoryview):
+            self._pool.release(self._chunk)
         self._chunk = chunk
         self._view = memoryview(chunk)
         self._position = 0
@@ -407,13 +503,13 @@ class _TarStream:
         """Return the next SIZE bytes, fewer only at the end of the tar."""
         end = self._position + size
         if end <= len(self._chunk):
-            data = self._chunk[self._position : end]
+            data = bytes(self._chunk[self._position : end])
             self._position = end
             return data
-        parts = [self._chunk[self._position :]]
+        parts = [bytes(self._chunk[self._position :])]
         missing = size - len(parts[0])
         while missing > 0 and self._advance():
-            part = self._chunk[:missing]
+            part = bytes(self._chunk[:missing])
             self._position = len(part)
             missing -= len(part)
             parts.append(part)
@@ -484,9 +580,59 @@ class _TarFileShim:
 # Tar headers.
 
 
-# Name, mode, uid, gid, size, mtime, checksum, type flag, link name, (magic and
-# version), user name, group name, device major and minor, prefix, (padding).
-_HEADER_FIELDS = struct.Struct("100s8s8s8s12s12s8s1s100s8x32s32s8s8s155s12x")
+# Name, then mode, uid and gid as one field, size, mtime, checksum, type flag, link
+# name, (magic and version), user and group name as one field, device major and
+# minor as one field, prefix, (padding).
+_adler32 = zlib.adler32
+_HEADER_FIELDS = struct.Struct("100s24s12s12s8s1s100s8x64s16s155s12x")
+# Most members of a layer share their mode, owner and device fields, so their
+# values are kept by the raw bytes of those fields, up to this many of each.
+_FIELD_CACHE_ENTRIES = 4096
+_NUMBERS_BY_FIELDS: dict[bytes, tuple[int, ...]] = {}
+_OWNER_NAMES_BY_FIELDS: dict[bytes, tuple[str, str]] = {}
+
+
+def _numbers(fields: bytes) -> tuple[int, ...]:
+    """Return the octal numbers of the 8-byte FIELDS, each read up to its first NUL
+    as TarInfo.frombuf reads it. Raises ValueError for an invalid number."""
+    numbers = _NUMBERS_BY_FIELDS.get(fields)
+    if numbers is None:
+        numbers = tuple(
+            int(fields[start : start + 8].partition(b"\0")[0] or b"0", 8)
+            for start in range(0, len(fields), 8)
+        )
+        if len(_NUMBERS_BY_FIELDS) < _FIELD_CACHE_ENTRIES:
+            _NUMBERS_BY_FIELDS[fields] = numbers
+    return numbers
+
+
+def _owner_names(fields: bytes) -> tuple[str, str]:
+    """Return the user and group names of the 64-byte FIELDS."""
+    names = _OWNER_NAMES_BY_FIELDS.get(fields)
+    if names is None:
+        names = (
+            fields[:32].partition(b"\0")[0].decode(_ENCODING, _ERRORS),
+            fields[32:].partition(b"\0")[0].decode(_ENCODING, _ERRORS),
+        )
+        if len(_OWNER_NAMES_BY_FIELDS) < _FIELD_CACHE_ENTRIES:
+            _OWNER_NAMES_BY_FIELDS[fields] = names
+    return names
+
+
+def _unsigned_checksum(header: bytes) -> int:
+    """Return the sum of HEADER's bytes with the checksum field read as 8 spaces.
+
+    The low 16 bits of an Adler-32 are 1 plus the byte sum modulo 65521, so each
+    of the three spans, at most 200 bytes or 51 000 as a sum, yields its sum
+    exactly. This takes 0.4 µs against 2 µs for sum() over the header.
+    """
+    return (
+        (_adler32(header[:148]) & 0xFFFF)
+        + (_adler32(header[156:356]) & 0xFFFF)
+        + (_adler32(header[356:]) & 0xFFFF)
+        # 8 spaces make 256, less the 1 that each of the 3 Adler-32 sums starts at.
+        + 253
+    )
 
 
 def _parse_plain_header(header: bytes) -> tarfile.TarInfo | None:
@@ -500,29 +646,25 @@ def _parse_plain_header(header: bytes) -> tarfile.TarInfo | None:
     if len(header) != _BLOCK or header[156:157] not in _PLAIN_TYPES:
         return None
     (
-        name, mode, uid, gid, size, mtime, checksum, type_flag, linkname, uname,
-        gname, devmajor, devminor, prefix,
+        name, owner, size, mtime, checksum, type_flag, linkname, owner_names,
+        devices, prefix,
     ) = _HEADER_FIELDS.unpack(header)  # fmt: skip
     try:
         stored_checksum = int(checksum.partition(b"\0")[0] or b"0", 8)
-        if stored_checksum != 256 + sum(header) - sum(checksum):
+        if stored_checksum != _unsigned_checksum(header):
             return None
         member = tarfile.TarInfo()
-        member.mode = int(mode.partition(b"\0")[0] or b"0", 8)
-        member.uid = int(uid.partition(b"\0")[0] or b"0", 8)
-        member.gid = int(gid.partition(b"\0")[0] or b"0", 8)
+        member.mode, member.uid, member.gid = _numbers(owner)
         member.size = int(size.partition(b"\0")[0] or b"0", 8)
         member.mtime = int(mtime.partition(b"\0")[0] or b"0", 8)
-        member.devmajor = int(devmajor.partition(b"\0")[0] or b"0", 8)
-        member.devminor = int(devminor.partition(b"\0")[0] or b"0", 8)
+        member.devmajor, member.devminor = _numbers(devices)
     except ValueError:
         return None
     member.chksum = stored_checksum
     member.type = type_flag
     text = name.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
     member.linkname = linkname.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
-    member.uname = uname.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
-    member.gname = gname.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
+    member.uname, member.gname = _owner_names(owner_names)
     prefix_text = prefix.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
     # A v7 tar marks a directory with a trailing slash on a regular file.
     if type_flag == tarfile.AREGTYPE and text.endswith("/"):
@@ -638,15 +780,15 @@ def _apply_members(
 ) -> list[LayerEntry]:
     entries: list[LayerEntry] = []
     for member in _members(stream):
-        if not keep_entries:
-            stack.apply(member)
-            continue
         path = _member_path(member.name)
+        if not keep_entries:
+            stack.apply(member, None, path)
+            continue
         digest = None
         if member.isreg() and member.sparse is None:
             digest = stream.xxh3_128(member.size)
         entry = make_entry(layer_index, path, member, digest)
-        stack.apply(member, entry)
+        stack.apply(member, entry, path)
         if path:
             entries.append(entry)
     return entries
@@ -671,20 +813,23 @@ def read_layer(
     layer_index = len(stack.layers) - 1
     blob = _BlobReader(source)
     threaded: _ThreadedChunks | None = None
+    pool = _BufferPool()
     try:
-        decoding = _decoding(blob)
+        decoding = _decoding(blob, pool)
         items = decoding.items
         if blob.bytes_read >= _READ_BYTES:
             threaded = _ThreadedChunks(items)
+            _SWITCH_INTERVAL.shorten()
             items = threaded
+        chunks: Iterator[bytes | memoryview]
         if decoding.gzip:
             chunks = _check_gzip_trailers(items)
         else:
             # Only gzip yields trailers.
-            chunks = (item for item in items if isinstance(item, bytes))
+            chunks = (item for item in items if not isinstance(item, _GzipTrailer))
         # A plain blob is its own tar, so its blob digest is its diff_id.
         tar_digest = hashlib.sha256() if decoding.compressed else None
-        stream = _TarStream(chunks, tar_digest)
+        stream = _TarStream(chunks, tar_digest, pool)
         entries = _apply_members(stream, stack, layer_index, keep_entries)
         # Zero blocks after the end-of-archive marker belong to the diff_id too.
         stream.drain()
@@ -712,6 +857,7 @@ def read_layer(
     finally:
         if threaded is not None:
             threaded.close()
+            _SWITCH_INTERVAL.restore()
     diff_id = (tar_digest if tar_digest is not None else blob.digest).hexdigest()
     return LayerStream(
         blob_digest="sha256:" + blob.digest.hexdigest(),

@@ -68,8 +68,24 @@ class _Tree:
 
     def __init__(self) -> None:
         self._root: _Directory = {}
+        # Directories in the tree by path. An entry stays valid until a directory
+        # is removed, cleared or replaced, which empties the cache.
+        self._directories: dict[str, _Directory] = {"": self._root}
+
+    def _cached_parent(self, path: str) -> tuple[_Directory | None, str]:
+        """Return the cached parent directory of PATH, or None, and its last part."""
+        parent_path, _, base = path.rpartition("/")
+        return self._directories.get(parent_path), base
+
+    def _forget_directories(self) -> None:
+        self._directories.clear()
+        self._directories[""] = self._root
 
     def lookup(self, path: str) -> LayerEntry | None:
+        directory, base = self._cached_parent(path)
+        if directory is not None:
+            child = directory.get(base)
+            return None if child is None or isinstance(child, dict) else child
         node: _Directory | LayerEntry = self._root
         for part in path.split("/"):
             if not isinstance(node, dict):
@@ -85,6 +101,9 @@ class _Tree:
 
         Missing parents are created, and a non-directory in their place is replaced.
         """
+        directory, base = self._cached_parent(path)
+        if directory is not None:
+            return directory, base
         node = self._root
         *parents, base = path.split("/")
         for part in parents:
@@ -93,10 +112,13 @@ class _Tree:
                 child = {}
                 node[part] = child
             node = child
+        self._directories[path.rpartition("/")[0]] = node
         return node, base
 
     def put(self, path: str, record: LayerEntry) -> None:
         directory, base = self._parent(path)
+        if isinstance(directory.get(base), dict):
+            self._forget_directories()
         directory[base] = record
 
     def put_directory(self, path: str) -> None:
@@ -106,9 +128,11 @@ class _Tree:
 
     def remove(self, path: str) -> None:
         directory, base = self._parent(path)
-        directory.pop(base, None)
+        if isinstance(directory.pop(base, None), dict):
+            self._forget_directories()
 
     def clear(self, path: str) -> None:
+        self._forget_directories()
         if not path:
             self._root.clear()
             return

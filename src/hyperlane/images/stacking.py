@@ -115,6 +115,13 @@ class FileSystemStack:
         # counts do not depend on where the whiteout sits in the tar.
         self._removed_files: set[str] = set()
         self._removed_directories: set[str] = set()
+        # Index of the layer being applied.
+        self._current = -1
+        # Directory nodes by path that the current layer has passed through. A
+        # node that a layer passes through gets that layer's index, and entries of
+        # the current layer are never removed, so a cached node stays in the tree
+        # until a file replaces a directory, which clears the cache.
+        self._directories: dict[str, _Node] = {}
 
     @property
     def layers(self) -> list[LayerCounts]:
@@ -126,25 +133,33 @@ class FileSystemStack:
         self._layers.append(counts)
         self._removed_files.clear()
         self._removed_directories.clear()
+        self._current = len(self._layers) - 1
+        self._directories.clear()
         return counts
 
-    @property
-    def _current(self) -> int:
-        return len(self._layers) - 1
-
-    def apply(self, member: tarfile.TarInfo, entry: LayerEntry | None = None) -> None:
+    def apply(
+        self,
+        member: tarfile.TarInfo,
+        entry: LayerEntry | None = None,
+        path: str | None = None,
+    ) -> None:
         """Apply one tar member of the current layer, ENTRY being its record.
 
+        PATH is normalize_member_path(member.name), computed here when None.
         Raises PathEscapesRoot for a member path, hard link target or symlink target
         outside the root and LookupError for a hard link whose target does not exist.
         """
         counts = self._layers[-1]
         counts.entries += 1
-        path = normalize_member_path(member.name)
+        if path is None:
+            path = normalize_member_path(member.name)
         if not path:
             return
         parent_path, _, base = path.rpartition("/")
-        parent = self._directory(parent_path)
+        parent = self._directories.get(parent_path)
+        if parent is None:
+            parent = self._directory(parent_path)
+            self._directories[parent_path] = parent
         if base == OPAQUE_MARKER:
             counts.files_removed += self._remove_lower(parent, parent_path)
             return
@@ -159,7 +174,7 @@ class FileSystemStack:
         if member.issym():
             _check_symlink(path, member)
         inode = self._inode_for(member, entry)
-        self._put_file(parent, path, inode, entry)
+        self._put_file(parent, path, base, inode, entry)
 
     def _directory(self, path: str) -> _Node:
         """Return the directory node at PATH, creating missing ones in this layer."""
@@ -181,16 +196,21 @@ class FileSystemStack:
         if existing is not None and existing.layer_index < self._current:
             # A file replaced by a directory is hidden, not modified.
             self._layers[-1].files_removed += 1
-        node = _Node(layer_index=self._current, children={})
+        node = _Node(self._current, None, {})
         parent.children[name] = node
         return node
 
     def _put_file(
-        self, parent: _Node, path: str, inode: _Inode, entry: LayerEntry | None
+        self,
+        parent: _Node,
+        path: str,
+        name: str,
+        inode: _Inode,
+        entry: LayerEntry | None,
     ) -> None:
+        """Put a non-directory entry named NAME at PATH under PARENT."""
         assert parent.children is not None
         counts = self._layers[-1]
-        name = path.rpartition("/")[2]
         existing = parent.children.get(name)
         if existing is None and path in self._removed_files:
             # A lower file that this layer removed earlier is replaced after all.
@@ -205,9 +225,10 @@ class FileSystemStack:
             counts.files_modified += 1
             if existing.is_dir:
                 counts.files_removed += self._remove_lower(existing, path)
-        parent.children[name] = _Node(
-            layer_index=self._current, inode=inode, entry=entry
-        )
+        if existing is not None and existing.is_dir:
+            # The directory and every cached one under it leave the tree.
+            self._directories.clear()
+        parent.children[name] = _Node(self._current, inode, None, entry)
 
     def _inode_for(self, member: tarfile.TarInfo, entry: LayerEntry | None) -> _Inode:
         counts = self._layers[-1]
@@ -223,13 +244,13 @@ class FileSystemStack:
                 raise LookupError(member.linkname)
             return target.inode
         if member.isreg():
-            inode = _Inode(self._current, member.size, regular=True, entry=entry)
+            inode = _Inode(self._current, member.size, True, entry)
             counts.regular_file_bytes += member.size
         elif member.issym():
             length = len(member.linkname.encode("utf-8", "surrogateescape"))
-            inode = _Inode(self._current, length, regular=False, entry=entry)
+            inode = _Inode(self._current, length, False, entry)
         else:
-            inode = _Inode(self._current, 0, regular=False, entry=entry)
+            inode = _Inode(self._current, 0, False, entry)
         counts.content_bytes += inode.content_bytes
         counts.inodes.append(inode)
         return inode
