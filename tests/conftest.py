@@ -87,7 +87,8 @@ def _remove_stale_containers(client: docker.DockerClient) -> None:
     Tests assert that no Hyperlane container exists after a command, so a leftover
     from another run would fail them for a reason unrelated to the code under test.
     While another test session runs on the same engines, its containers are not
-    leftovers, so nothing is removed.
+    leftovers, so nothing is removed. Nor is a container whose creating command
+    still runs, such as a user's audit on the same machine.
     """
     if _other_session_running():
         return
@@ -95,8 +96,24 @@ def _remove_stale_containers(client: docker.DockerClient) -> None:
         all=True, filters={"label": "io.hyperlane.owner=hyperlane"}
     )
     for container in stale:
+        if _creator_alive(container.labels.get("io.hyperlane.pid")):
+            # A hyperlane command that still runs, a user's or a test's own.
+            continue
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
+
+
+def _creator_alive(pid_text: str | None) -> bool:
+    """Return whether the process that a container's pid label names still runs."""
+    if pid_text is None or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(scope="session", params=sorted(ENGINE_SOCKETS))

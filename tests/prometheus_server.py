@@ -7,6 +7,7 @@ nothing and keeps its data in a directory that the test owns.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import shutil
@@ -26,6 +27,13 @@ READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
 # No scrape targets: the data comes from backfilled blocks only.
 MINIMAL_CONFIG = "global:\n  scrape_interval: 1m\nscrape_configs: []\n"
+# A test-only account for servers that require basic authentication. Prometheus'
+# web config takes bcrypt hashes only. This one is of BASIC_AUTH_PASSWORD at cost 4
+# (the minimum, so each check is fast), made with crypt.crypt() of Python 3.11.
+BASIC_AUTH_USER = "reader"
+BASIC_AUTH_PASSWORD = "reader-password"
+BASIC_AUTH_HASH = "$2b$04$LBwYECEBjV2PpPgO2hRkOul6yvcD6HbLcK4j4r9T2XZb/D.8ddUue"
+BASIC_AUTH_WEB_CONFIG = f"basic_auth_users:\n  {BASIC_AUTH_USER}: {BASIC_AUTH_HASH}\n"
 
 
 @dataclass(frozen=True)
@@ -97,13 +105,27 @@ def backfill(text: str, directory: Path) -> Path:
 
 
 class PrometheusServer:
-    """A prometheus process on 127.0.0.1 with its own config and data directory."""
+    """A prometheus process on 127.0.0.1 with its own config and data directory.
 
-    def __init__(self, directory: Path, data: Path) -> None:
+    With basic_auth, every HTTP endpoint (/-/ready included) requires
+    BASIC_AUTH_USER and BASIC_AUTH_PASSWORD.
+    """
+
+    def __init__(self, directory: Path, data: Path, basic_auth: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = directory / "prometheus.yml"
         config.write_text(MINIMAL_CONFIG, encoding="utf-8")
+        web_flags = []
+        self._ready_headers: dict[str, str] = {}
+        if basic_auth:
+            web_config = directory / "web.yml"
+            web_config.write_text(BASIC_AUTH_WEB_CONFIG, encoding="utf-8")
+            web_flags = [f"--web.config.file={web_config}"]
+            token = f"{BASIC_AUTH_USER}:{BASIC_AUTH_PASSWORD}".encode()
+            self._ready_headers["Authorization"] = (
+                "Basic " + base64.b64encode(token).decode()
+            )
         self.log_path = directory / "prometheus.log"
         # The child keeps its own copy of the log's descriptor.
         with self.log_path.open("wb") as log:
@@ -115,6 +137,7 @@ class PrometheusServer:
                     # Long enough that backfilled points of the last hours stay.
                     "--storage.tsdb.retention.time=30d",
                     f"--web.listen-address=127.0.0.1:{self.port}",
+                    *web_flags,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -127,8 +150,11 @@ class PrometheusServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
+            request = urllib.request.Request(
+                f"{self.url}/-/ready", headers=self._ready_headers
+            )
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
+                with urllib.request.urlopen(request, timeout=2) as reply:
                     if reply.status == 200:
                         return
             except OSError:

@@ -26,7 +26,11 @@ class ThresholdFailed(HyperlaneError):
 
 
 class EngineUnavailable(HyperlaneError):
-    """The container engine could not be reached or rejected the request."""
+    """The container engine or a metrics source such as Prometheus is unavailable.
+
+    It could not be reached, timed out, failed with a server error (HTTP 5xx), or
+    the engine rejected the request.
+    """
 
     exit_code = ExitCode.ENGINE_UNAVAILABLE
 

@@ -541,7 +541,9 @@ class RightsizeSettings(CommandSettings):
         "image's first exposed TCP port).",
     )
     path: str = Field(
-        "/", description="slo strategy: HTTP path for readiness and load."
+        "/",
+        description="slo strategy: HTTP path (and query) for readiness and load, "
+        "e.g. /health.",
     )
     slo_rate: float | None = Field(
         None,
@@ -570,6 +572,7 @@ class RightsizeSettings(CommandSettings):
     )
     slo_cpu_max: Cores | None = Field(
         None,
+        gt=0,
         description="slo strategy: CPU limit of the baseline trial, the largest "
         "tried, e.g. 2 (default: the host's cores).",
     )
@@ -637,10 +640,18 @@ class RightsizeSettings(CommandSettings):
         description="Read the containers from this Prometheus server's HTTP API "
         "(cAdvisor metric names) instead of INPUT files, e.g. http://127.0.0.1:9090.",
     )
-    prometheus_selector: str = Field(
-        "",
+    # The default is None, not "", because the help would append "(default: )".
+    prometheus_selector: str | None = Field(
+        None,
         description="Label matchers that select the containers, without braces, "
         'e.g. \'namespace="shop",container="api"\' (default: every container).',
+    )
+    prometheus_timeout: Seconds = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="--prometheus: time to wait for the connection and for each "
+        "part of the server's reply to a query, e.g. 30s.",
     )
     # KRR reads 336 h at a 1.25 min step. 7 days at 60 s is 10,080 points per
     # series, which fits in one query under Prometheus' 11,000-point limit.
@@ -649,7 +660,7 @@ class RightsizeSettings(CommandSettings):
         gt=0,
         le=400 * 86_400,
         description="--prometheus: length of the range to read, ending at --end, "
-        "e.g. 168h.",
+        "e.g. 7d or 168h.",
     )
     start: TimeSeconds | None = Field(
         None,
@@ -668,6 +679,22 @@ class RightsizeSettings(CommandSettings):
         description="--prometheus: time between the points read, at least the "
         "scrape interval, e.g. 60s.",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        return AuditSettings._check_path(value)
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, values: list[str]) -> list[str]:
+        for value in values:
+            name, separator, _ = value.partition("=")
+            if not separator or not name:
+                raise ValueError(
+                    f"{value!r} is not NAME=VALUE; pass e.g. --env GOMAXPROCS=4"
+                )
+        return values
 
 
 SettingsT = TypeVar("SettingsT", bound=CommandSettings)

@@ -12,6 +12,7 @@ _DURATION_UNITS_SECONDS = {
     "s": 1.0,
     "m": 60.0,
     "h": 3600.0,
+    "d": 86_400.0,
 }
 _DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zµ]*)\s*$")
 
@@ -38,7 +39,7 @@ _MEMORY_PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
 
 
 def parse_duration_seconds(value: object) -> float:
-    """Parse ``10s``, ``500ms``, ``2m``, ``1h`` or a plain number of seconds."""
+    """Parse ``10s``, ``500ms``, ``2m``, ``1h``, ``7d`` or a plain number of seconds."""
     if isinstance(value, bool):
         raise ValueError(
             f"invalid duration {value!r}; use a number with a unit, e.g. 10s"
@@ -51,7 +52,7 @@ def parse_duration_seconds(value: object) -> float:
         if match is None or unit not in {*_DURATION_UNITS_SECONDS, ""}:
             raise ValueError(
                 f"invalid duration {value!r}; use a number with a unit such as "
-                "500ms, 10s, 2m or 1h"
+                "500ms, 10s, 2m, 1h or 7d"
             )
         seconds = float(match.group(1)) * _DURATION_UNITS_SECONDS.get(unit or "s", 1.0)
     if not math.isfinite(seconds):

@@ -115,16 +115,44 @@ def test_rightsize_out_writes_deploy_files_per_container(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     containers = json.loads(result.stdout)["containers"]
     assert [item["deploy_files"][0] for item in containers] == [
-        "web-0/kubernetes.yaml",
-        "web-1/kubernetes.yaml",
-        "web-2/kubernetes.yaml",
+        "deploy/web-0/kubernetes.yaml",
+        "deploy/web-1/kubernetes.yaml",
+        "deploy/web-2/kubernetes.yaml",
     ]
-    assert sorted(path.name for path in out.iterdir()) == ["web-0", "web-1", "web-2"]
-    kubernetes = (out / "web-1" / "kubernetes.yaml").read_text()
+    assert sorted(path.name for path in out.iterdir()) == ["deploy", "report.json"]
+    names = sorted(path.name for path in (out / "deploy").iterdir())
+    assert names == ["web-0", "web-1", "web-2"]
+    kubernetes = (out / "deploy" / "web-1" / "kubernetes.yaml").read_text()
     assert "image: localhost/web:1" in kubernetes
     assert "memory: 100Mi" in kubernetes
-    script = (out / "web-1" / "docker-run.sh").read_text()
+    script = (out / "deploy" / "web-1" / "docker-run.sh").read_text()
     assert "--name web-1" in script
+    report = json.loads((out / "report.json").read_text())
+    assert report["containers"] == containers
+
+    again = run_cli("rightsize", str(recording), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert f"Report: {out / 'report.json'}" in again.stdout
+
+
+def test_rightsize_out_never_replaces_an_input(tmp_path: Path) -> None:
+    recording = tmp_path / "audit" / "metrics.jsonl"
+    recording.parent.mkdir()
+    write_recording(recording)
+    for out in (recording.parent, tmp_path):
+        result = run_cli("rightsize", str(recording.parent), "--out", str(out))
+        assert result.returncode == ExitCode.USAGE_ERROR
+        assert "contains the input" in result.stderr
+        assert recording.is_file()
+
+
+def test_rightsize_recording_without_samples_exit_2(tmp_path: Path) -> None:
+    recording = tmp_path / "metrics.jsonl"
+    with RecordingWriter(recording, ENGINE, 1.0, 0.0, 1_700_000_000.0, "test"):
+        pass
+    result = run_cli("rightsize", str(recording))
+    assert result.returncode == ExitCode.USAGE_ERROR
+    assert "No container samples" in result.stderr
 
 
 def test_rightsize_out_takes_image_port_and_path_from_the_report(
@@ -147,7 +175,7 @@ def test_rightsize_out_takes_image_port_and_path_from_the_report(
     assert result.returncode == 0, result.stderr
     item = json.loads(result.stdout)["containers"][0]
     assert item["image"] == "localhost/app:2"
-    kubernetes = (out / "audited" / "kubernetes.yaml").read_text()
+    kubernetes = (out / "deploy" / "audited" / "kubernetes.yaml").read_text()
     assert "containerPort: 80" in kubernetes
     assert "path: /health" in kubernetes
 

@@ -6,6 +6,8 @@ Typer and the settings models.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -39,6 +41,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help wraps long option names, where Rich's panels cut them at 80
+    # columns.
+    rich_markup_mode=None,
 )
 
 logger = logging.getLogger("hyperlane")
@@ -135,6 +140,13 @@ def _run(action: Callable[[], int], verbose: bool) -> None:
     except Exception as error:
         if verbose:
             logger.exception("unexpected error")
+        if isinstance(error, OSError) and error.filename is not None:
+            typer.echo(
+                f"hyperlane: error: cannot write or read {error.filename!r}: "
+                f"{error.strerror}; check the free space and permissions there",
+                err=True,
+            )
+            raise typer.Exit(int(ExitCode.UNEXPECTED_ERROR)) from None
         typer.echo(
             f"hyperlane: unexpected error: {type(error).__name__}: {error} "
             "(run with -v for the traceback)",
@@ -448,22 +460,60 @@ def monitor_command(**kwargs: Any) -> None:
     _run(action, common["verbose"])
 
 
+def _rightsize_output(out: Path | None, inputs: list[Path]) -> Any:
+    """Return the staged --out directory, checked before any work, or None."""
+    from hyperlane.report.outdir import StagedDirectory, check_output
+
+    if out is None:
+        return None
+    check_output(out, inputs)
+    return StagedDirectory(out)
+
+
+def _finish_rightsize(
+    staged: Any, document: dict[str, Any], common: dict[str, Any]
+) -> None:
+    """Write report.json into the staged --out and commit it, then print."""
+    from hyperlane.report.document import dumps, write_text_atomically
+    from hyperlane.report.outdir import REPORT_FILE_NAME
+
+    if staged is not None:
+        write_text_atomically(staged.path / REPORT_FILE_NAME, dumps(document))
+        out_dir = staged.commit()
+        logger.info("wrote %s and its deploy/ files", out_dir / REPORT_FILE_NAME)
+    if common["json_output"]:
+        _print_json(document)
+
+
 def _rightsize_slo(
-    inputs: list[str], settings: RightsizeSettings, common: dict[str, Any]
+    inputs: list[Path], settings: RightsizeSettings, common: dict[str, Any]
 ) -> int:
     from hyperlane.cli.progress import make_observer
-    from hyperlane.cli.slo import check_outcome, render_slo, run_slo_search
+    from hyperlane.cli.slo import (
+        check_outcome,
+        render_slo,
+        run_slo_search,
+        write_slo_deploy_files,
+    )
     from hyperlane.report.document import document_header
 
-    with make_observer(quiet=common["quiet"]) as observer:
-        outcome = run_slo_search([Path(item) for item in inputs], settings, observer)
-    if common["json_output"]:
+    staged = _rightsize_output(settings.out, inputs)
+    with staged if staged is not None else contextlib.nullcontext():
+        with make_observer(quiet=common["quiet"]) as observer:
+            outcome = run_slo_search(inputs, settings, observer)
         document = document_header("rightsize")
         document["strategy"] = settings.strategy
+        keep = staged is not None and outcome.recommendation is not None
+        if keep:
+            outcome.deploy_files = write_slo_deploy_files(
+                outcome, staged.path / "deploy"
+            )
         document.update(outcome.to_dict())
-        _print_json(document)
-    else:
+        _finish_rightsize(staged if keep else None, document, common)
+    if not common["json_output"]:
         render_slo(outcome, _stdout_console())
+        if keep:
+            typer.echo(f"Report: {staged.target / 'report.json'}")
     check_outcome(outcome)
     return int(ExitCode.SUCCESS)
 
@@ -473,31 +523,42 @@ def rightsize_command(**kwargs: Any) -> None:
 
     INPUT is an audit report directory, its report.json, or a recording (.jsonl or
     .jsonl.zst) that `hyperlane monitor --record` wrote. With --prometheus URL and no
-    INPUT, the containers come from a Prometheus server's cAdvisor series. Also
-    reports CFS throttling and runtime settings (GOMAXPROCS, -Xmx, workers) that
-    clash.
+    INPUT, the containers come from a Prometheus server's cAdvisor series. With
+    --strategy slo, the image (--image, or the audit's) runs under candidate limits
+    instead. Also reports CFS throttling and runtime settings (GOMAXPROCS, -Xmx,
+    workers) that clash. --out writes report.json and deploy/.
     """
     common, flags = _split(kwargs)
     inputs = flags.pop("inputs")
     _configure_logging(common["verbose"], common["quiet"])
 
     def action() -> int:
-        from hyperlane.cli.rightsize import render_results, rightsize
+        from hyperlane.cli.rightsize import (
+            render_results,
+            rightsize,
+            write_results_deploy_files,
+        )
         from hyperlane.report.document import document_header
         from hyperlane.settings import load_settings
 
         settings = load_settings(RightsizeSettings, flags, _config_path(common))
+        paths = [Path(item) for item in inputs or []]
         if settings.strategy == "slo":
-            return _rightsize_slo(inputs or [], settings, common)
+            return _rightsize_slo(paths, settings, common)
         _check_rightsize_sources(inputs, settings.prometheus)
-        results = rightsize([Path(item) for item in inputs or []], settings)
-        if common["json_output"]:
+        staged = _rightsize_output(settings.out, paths)
+        with staged if staged is not None else contextlib.nullcontext():
+            results = rightsize(paths, settings)
+            if staged is not None:
+                results = write_results_deploy_files(results, staged.path / "deploy")
             document = document_header("rightsize")
             document["strategy"] = settings.strategy
             document["containers"] = [result.to_dict() for result in results]
-            _print_json(document)
-        else:
+            _finish_rightsize(staged, document, common)
+        if not common["json_output"]:
             render_results(results, _stdout_console())
+            if staged is not None:
+                typer.echo(f"Report: {staged.target / 'report.json'}")
         return int(ExitCode.SUCCESS)
 
     _run(action, common["verbose"])
@@ -597,4 +658,9 @@ app.command("rightsize")(
 
 def run() -> None:
     """Entry point of the ``hyperlane`` script."""
+    # The modules imported so far live until exit. Freezing their objects keeps
+    # the cyclic garbage collector, and its full collection at interpreter exit,
+    # from walking them again. That saved about 30 ms of the 0.23 s that
+    # `hyperlane image --json` took on a 23 MB archive (bench/image_vs_dive.py).
+    gc.freeze()
     app()

@@ -53,6 +53,12 @@ COMMON_PARAMETERS = [
 
 def _format_default(value: Any, unit: str | None) -> str:
     if unit == "seconds":
+        # The largest unit that divides the value, as a flag would be written.
+        for suffix, length_seconds in (("d", 86_400), ("h", 3_600), ("m", 60)):
+            if value >= length_seconds and value % length_seconds == 0:
+                return f"{value / length_seconds:g}{suffix}"
+        if 0 < value < 1:
+            return f"{value * 1000:g}ms"
         return f"{value:g}s"
     if unit == "cores":
         return f"{value * 1000:g}m"

@@ -197,21 +197,16 @@ def _read_prometheus_inputs(settings: RightsizeSettings) -> list[ContainerInput]
     start_seconds = (
         settings.start if settings.start is not None else end_seconds - settings.history
     )
-    source = display_url(settings.prometheus)
-    logger.info(
-        "Reading {%s} from Prometheus %s, %.0f s at a %g s step",
-        settings.prometheus_selector,
-        source,
-        end_seconds - start_seconds,
-        settings.step,
-    )
+    # read_prometheus validates the range before it logs what it reads.
     containers = read_prometheus(
         settings.prometheus,
         start_seconds=start_seconds,
         end_seconds=end_seconds,
         step_seconds=settings.step,
-        selector=settings.prometheus_selector,
+        selector=settings.prometheus_selector or "",
+        timeout_seconds=settings.prometheus_timeout,
     )
+    source = display_url(settings.prometheus)
     return [
         ContainerInput(
             source=source,
@@ -295,8 +290,13 @@ def rightsize(inputs: list[Path], settings: RightsizeSettings) -> list[Container
                     probe_path=container.probe_path,
                 )
             )
-    if settings.out is not None:
-        results = write_results_deploy_files(results, settings.out)
+    if not results:
+        raise UsageError(
+            "No container samples in "
+            + (", ".join(repr(str(path)) for path in inputs) or "the inputs")
+            + ": record while a container runs, e.g. `hyperlane monitor --record "
+            "FILE` during a load, or pass the --out directory of `hyperlane audit`."
+        )
     return results
 
 
@@ -313,46 +313,43 @@ def _deploy_name(container: str, taken: set[str]) -> str:
 
 
 def write_results_deploy_files(
-    results: list[ContainerResult], out: Path
+    results: list[ContainerResult], deploy_dir: Path
 ) -> list[ContainerResult]:
-    """Write each sized container's deploy files into OUT/NAME/, NAME its label.
+    """Write each sized container's deploy files into DEPLOY_DIR/NAME/.
 
-    OUT is replaced only once every file is written. A container without figures
-    or without a known image gets no files, with a warning that says why.
+    NAME is the container's name as a DNS label. A container without figures or
+    without a known image gets no files, with a warning that says why.
     """
     from hyperlane.report.deploy import write_deploy_files
-    from hyperlane.report.outdir import StagedDirectory
 
     written: list[ContainerResult] = []
     taken: set[str] = set()
-    with StagedDirectory(out) as staged:
-        for result in results:
-            name = _deploy_name(result.sizing.container, taken)
-            if result.sizing.recommendation.status != "ok":
-                logger.warning(
-                    "No deploy files for %s: not enough data to size it",
-                    result.sizing.container,
-                )
-                written.append(result)
-                continue
-            if result.image is None:
-                logger.warning(
-                    "No deploy files for %s: its input names no image",
-                    result.sizing.container,
-                )
-                written.append(result)
-                continue
-            paths = write_deploy_files(
-                staged.path / name,
-                result.image,
-                result.container_port,
-                result.sizing.recommendation,
-                name=name,
-                probe_path=result.probe_path,
+    for result in results:
+        name = _deploy_name(result.sizing.container, taken)
+        if result.sizing.recommendation.status != "ok":
+            logger.warning(
+                "No deploy files for %s: not enough data to size it",
+                result.sizing.container,
             )
-            files = [f"{name}/{path.name}" for path in paths]
-            written.append(dataclasses.replace(result, deploy_files=files))
-        staged.commit()
+            written.append(result)
+            continue
+        if result.image is None:
+            logger.warning(
+                "No deploy files for %s: its input names no image",
+                result.sizing.container,
+            )
+            written.append(result)
+            continue
+        paths = write_deploy_files(
+            deploy_dir / name,
+            result.image,
+            result.container_port,
+            result.sizing.recommendation,
+            name=name,
+            probe_path=result.probe_path,
+        )
+        files = [f"{deploy_dir.name}/{name}/{path.name}" for path in paths]
+        written.append(dataclasses.replace(result, deploy_files=files))
     return written
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ class SloService:
     container_port: int | None
     """None until read from the image's exposed ports."""
     path: str
+    engine: str = "auto"
+    """Engine to run the trials on: the flag, or the audit report's engine."""
 
 
 @dataclass
@@ -55,7 +58,8 @@ class SloOutcome:
     engine: dict[str, Any]
     result: SloSearchResult
     recommendation: Recommendation | None
-    deploy_files: list[Path]
+    deploy_files: list[str]
+    """Deploy files written, relative to --out."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the outcome as the JSON document's fields."""
@@ -70,7 +74,7 @@ class SloOutcome:
             "recommendation": (
                 None if self.recommendation is None else self.recommendation.to_dict()
             ),
-            "deploy": {"files": [str(path) for path in self.deploy_files]},
+            "deploy": {"files": self.deploy_files},
         }
 
 
@@ -104,7 +108,7 @@ def slo_service(inputs: list[Path], settings: RightsizeSettings) -> SloService:
                 f"and got both --image {settings.image!r} and INPUT "
                 f"{str(inputs[0])!r}: pass one of them."
             )
-        return SloService(settings.image, settings.port, settings.path)
+        return SloService(settings.image, settings.port, settings.path, settings.engine)
     if len(inputs) != 1:
         raise UsageError(
             "--strategy slo needs the image to run: pass --image REFERENCE, or one "
@@ -115,6 +119,7 @@ def slo_service(inputs: list[Path], settings: RightsizeSettings) -> SloService:
         document = json.loads(report.read_text(encoding="utf-8"))
         image = document["image"]["reference"]
         audit_settings = document.get("settings") or {}
+        audit_engine = (document.get("engine") or {}).get("name")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         raise UsageError(
             f"{str(report)!r} is not an audit report that names its image: pass the "
@@ -122,7 +127,50 @@ def slo_service(inputs: list[Path], settings: RightsizeSettings) -> SloService:
         ) from None
     port = settings.port or audit_settings.get("port")
     path = audit_settings.get("path") if settings.path == "/" else settings.path
-    return SloService(str(image), port, str(path or "/"))
+    engine = settings.engine
+    if engine == "auto" and audit_engine in ("docker", "podman"):
+        # The image of the audit exists in the engine that the audit ran on.
+        engine = audit_engine
+    return SloService(str(image), port, str(path or "/"), engine)
+
+
+def check_trial_size(settings: RightsizeSettings, target: SloTarget) -> None:
+    """Raise UsageError when a trial has too few requests to measure the target.
+
+    A percentile p needs at least 1 / (1 - p / 100) requests to have one above it.
+    An error budget below one request per trial is only logged, because it still
+    means "no error", a stricter target.
+    """
+    requests = target.rate_per_second * settings.slo_trial_duration
+    needed = math.ceil(round(100 / (100 - target.latency_percentile), 6))
+    if requests < needed:
+        raise UsageError(
+            f"A trial of {settings.slo_trial_duration:g} s at "
+            f"{target.rate_per_second:g} requests/s sends {requests:.0f} requests, "
+            f"and p{target.latency_percentile:g} needs at least {needed}: raise "
+            "--slo-trial-duration or --slo-rate, or lower --slo-percentile."
+        )
+    if target.max_error_ratio > 0 and requests * target.max_error_ratio < 1:
+        logger.warning(
+            "The error budget of %.2f %% is below one request in the %.0f of a "
+            "trial, so any failed request fails the trial",
+            target.max_error_ratio * 100,
+            requests,
+        )
+
+
+def check_cpu_max(settings: RightsizeSettings) -> float:
+    """Return the baseline's CPU limit, or raise UsageError above the host's cores."""
+    host = _host_cores()
+    if settings.slo_cpu_max is None:
+        return host
+    if settings.slo_cpu_max > host:
+        raise UsageError(
+            f"Invalid --slo-cpu-max {settings.slo_cpu_max:g}: this host has "
+            f"{host:g} cores, and the engines reject a CPU limit above that. Pass "
+            f"--slo-cpu-max {host:g} or less."
+        )
+    return settings.slo_cpu_max
 
 
 def _host_cores() -> float:
@@ -158,14 +206,13 @@ def run_slo_search(
 ) -> SloOutcome:
     """Run the SLO search on the engine, and write the deploy files when it holds."""
     from hyperlane.engines import connect
-    from hyperlane.report.deploy import write_deploy_files
-    from hyperlane.report.outdir import StagedDirectory
     from hyperlane.sizing.slo_trials import EngineTrialRunner
 
     target = slo_target(settings)
     service = slo_service(inputs, settings)
+    check_trial_size(settings, target)
     bounds = SearchBounds(
-        cpu_max_cores=settings.slo_cpu_max or _host_cores(),
+        cpu_max_cores=check_cpu_max(settings),
         cpu_min_cores=settings.slo_cpu_min,
         cpu_tolerance_ratio=settings.slo_tolerance,
         cpu_margin_ratio=settings.slo_cpu_margin,
@@ -173,12 +220,11 @@ def run_slo_search(
         memory_margin_ratio=settings.margin,
         memory_floor_bytes=settings.memory_floor,
     )
-    staged = StagedDirectory(settings.out) if settings.out is not None else None
-    engine = connect(settings.engine)
+    engine = connect(service.engine)
     try:
         image = engine.get_image(service.image)
         port = service.container_port or _exposed_port(image.attrs, service.image)
-        service = SloService(service.image, port, service.path)
+        service = SloService(service.image, port, service.path, service.engine)
         plan = TrialPlan(
             image=service.image,
             container_port=port,
@@ -201,12 +247,14 @@ def run_slo_search(
             nonlocal count
             count += 1
             memory = limits.memory_bytes
+            memory_text = (
+                "no memory limit" if memory is None else f"{memory / MIB:.0f} MiB"
+            )
             observer.stage(
                 "slo",
-                f"trial {count}: CPU {limits.cpu_cores * 1000:.0f}m, "
-                f"{'no memory limit' if memory is None else f'{memory / MIB:.0f} MiB'}"
-                f", {settings.slo_warmup + settings.slo_trial_duration:g} s of load "
-                f"at {target.rate_per_second:g} req/s",
+                f"trial {count}: CPU {limits.cpu_cores * 1000:.0f}m, {memory_text}, "
+                f"{settings.slo_warmup:g} s warm-up + {settings.slo_trial_duration:g} "
+                f"s measured at {target.rate_per_second:g} req/s",
             )
             return runner(limits)
 
@@ -216,21 +264,28 @@ def run_slo_search(
         engine.close()
 
     recommendation = slo_recommendation(result, settings)
-    files: list[Path] = []
-    if staged is not None and recommendation is not None:
-        with staged:
-            written = write_deploy_files(
-                staged.path,
-                service.image,
-                service.container_port,
-                recommendation,
-                probe_path=service.path,
-                cpu_limit_millicores=result.cpu_limit_millicores,
-            )
-            names = [path.name for path in written]
-            out_dir = staged.commit()
-            files = [out_dir / name for name in names]
-    return SloOutcome(service, engine_info, result, recommendation, files)
+    return SloOutcome(service, engine_info, result, recommendation, [])
+
+
+def write_slo_deploy_files(outcome: SloOutcome, deploy_dir: Path) -> list[str]:
+    """Write the deploy files of the limits found into DEPLOY_DIR.
+
+    Return their paths relative to DEPLOY_DIR's parent, or nothing when the search
+    found no limits.
+    """
+    from hyperlane.report.deploy import write_deploy_files
+
+    if outcome.recommendation is None:
+        return []
+    written = write_deploy_files(
+        deploy_dir,
+        outcome.service.image,
+        outcome.service.container_port,
+        outcome.recommendation,
+        probe_path=outcome.service.path,
+        cpu_limit_millicores=outcome.result.cpu_limit_millicores,
+    )
+    return [f"{deploy_dir.name}/{path.name}" for path in written]
 
 
 def slo_recommendation(
@@ -335,14 +390,14 @@ def render_slo(outcome: SloOutcome, console: Console) -> None:
         f"Memory request = limit: {memory_text}. {result.memory_explanation}",
         highlight=False,
     )
+    for note in result.notes:
+        console.print(f"Uncertain: {note}", highlight=False)
     if result.status == "unverified":
         console.print(
             "Unverified: the verification trial failed under these limits after "
             "its retries; see the last trials.",
             highlight=False,
         )
-    for path in outcome.deploy_files:
-        console.print(f"Wrote {path}", highlight=False)
 
 
 def _number(value: float | None, scale: float, digits: int) -> str:

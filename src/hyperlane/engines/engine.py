@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import tarfile
 from collections.abc import Callable, Iterator
@@ -56,6 +57,9 @@ def validate_reference(reference: str) -> None:
 
 # Labels let a later run, or a person, find containers that Hyperlane started.
 CONTAINER_LABEL = "io.hyperlane.owner"
+# The process id of the hyperlane command that created a container, so that a
+# clean-up can tell a live command's containers from those a killed one left.
+PROCESS_LABEL = "io.hyperlane.pid"
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,7 @@ class Engine:
         options: dict[str, Any] = {
             "name": name,
             "detach": True,
-            "labels": {CONTAINER_LABEL: "hyperlane"},
+            "labels": {CONTAINER_LABEL: "hyperlane", PROCESS_LABEL: str(os.getpid())},
             "ports": {f"{container_port}/tcp": ("127.0.0.1", None)},
         }
         if nano_cpus is not None:

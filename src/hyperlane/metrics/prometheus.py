@@ -1,10 +1,16 @@
 """Read container series with cAdvisor's metric names from a Prometheus HTTP API.
 
 read_prometheus() sends one range query (/api/v1/query_range) per metric and joins
-the results into one series of Samples per container, at the query's step points:
+the results into one series of Samples per container, one per scrape seen at the
+query's step points:
 
-- CPU, CFS and OOM counters are read raw, so the increase between two step points is
-  the exact usage between the last scrapes before them.
+- CPU, CFS and OOM counters are read raw. A step point's instant value is the last
+  scrape at or before it, so timestamp() of the CPU counter gives the time of that
+  scrape, and each Sample carries it as timestamp_seconds. Rates then divide by
+  real scrape intervals, whatever the step.
+- Consecutive step points that carry the same CPU scrape (a step below the scrape
+  interval, or a series that stopped) become one Sample: the max of their working
+  sets, and every other field from the later point.
 - The working set is max_over_time() over the step, so a spike between two step
   points is still the peak of its step.
 - container_oom_events_total, cAdvisor's count of OOM kills, becomes
@@ -26,18 +32,22 @@ pause containers (``container="POD"``) and the node's own cgroups (``/``,
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import math
+import statistics
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
 from hyperlane.errors import UsageError
+from hyperlane.metrics.prometheus_api import query_range
 from hyperlane.metrics.sample import Sample
 from hyperlane.urls import display_url
 
@@ -51,6 +61,9 @@ MAX_POINTS_PER_QUERY = 11_000
 # instead of filling memory: 200,000 points is 139 days at a 60 s step.
 MAX_POINTS_PER_SERIES = 200_000
 DEFAULT_CFS_PERIOD_MICROSECONDS = 100_000
+# A measured scrape interval up to 5 % above the step is taken as jitter of the
+# scrape times, not as a step below the scrape interval.
+_SCRAPE_JITTER_RATIO = 1.05
 # cgroup v1 reports "no limit" as a page-aligned value near 2**63.
 _UNLIMITED_FLOOR_BYTES = 2**62
 # Labels that identify one metric of a container rather than the container.
@@ -65,7 +78,7 @@ _OPTIONAL_SAMPLE_FIELDS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class _Query:
-    """One PromQL query and the Sample field that its values fill."""
+    """One PromQL query and the Sample field (or join input) that its values fill."""
 
     key: str
     promql: str
@@ -80,7 +93,7 @@ class PrometheusContainer:
     labels: dict[str, str]
     """Labels that identify the container, as the join rule above keeps them."""
     samples: list[Sample] = field(default_factory=list)
-    """One sample per step point that has a CPU usage value, in time order."""
+    """One sample per CPU scrape seen at the step points, in time order."""
     cpu_limit_cores: float | None = None
     """CPU quota / period at the last step point that has both, in cores."""
 
@@ -126,6 +139,10 @@ def build_queries(selector: str, step_seconds: float) -> list[_Query]:
     # exactly 1 ms after a step point falls in neither window.
     return [
         _Query("cpu_usage_seconds_total", f"container_cpu_usage_seconds_total{braces}"),
+        _Query(
+            "cpu_usage_scrape_timestamp_seconds",
+            f"timestamp(container_cpu_usage_seconds_total{braces})",
+        ),
         _Query(
             "memory_working_set_bytes",
             f"max_over_time(container_memory_working_set_bytes{braces}"
@@ -184,17 +201,29 @@ def read_prometheus(
     selector: str = "",
     timeout_seconds: float = 30.0,
 ) -> list[PrometheusContainer]:
-    """Read every container that selector matches from start to end, one per step.
+    """Read every container that selector matches from start to end, one per scrape.
 
     url is the Prometheus base URL (with its path prefix, if any). Times are unix
-    seconds. Raises UsageError naming the URL (without its password) and the
-    selector when the server cannot be reached, rejects a query, or has no series.
+    seconds. Every message names the URL without its password. Raises
+    EngineUnavailable when the server cannot be reached, times out or returns
+    HTTP 5xx, and UsageError for invalid arguments, rejected credentials, a rejected
+    query, or no series.
     """
     safe_url = display_url(url)
     _check_arguments(url, safe_url, start_seconds, end_seconds, step_seconds, selector)
+    ranges = split_range(start_seconds, end_seconds, step_seconds)
+    logger.info(
+        "Reading %s from Prometheus %s, %s s ending at %s at a %g s step",
+        f"the containers matching {{{selector}}}"
+        if selector.strip()
+        else "every container",
+        safe_url,
+        _duration_text(end_seconds - start_seconds),
+        _rfc3339(end_seconds),
+        step_seconds,
+    )
     endpoint = url.rstrip("/") + "/api/v1/query_range"
     values: dict[str, dict[tuple[tuple[str, str], ...], dict[int, float]]] = {}
-    ranges = split_range(start_seconds, end_seconds, step_seconds)
     with requests.Session() as session:
         for number, (chunk_start, chunk_end) in enumerate(ranges, start=1):
             if len(ranges) > 1:
@@ -206,7 +235,7 @@ def read_prometheus(
                 )
             for query in build_queries(selector, step_seconds):
                 began = time.monotonic()
-                result = _query_range(
+                result = query_range(
                     session,
                     endpoint,
                     url,
@@ -235,7 +264,7 @@ def read_prometheus(
             "check --prometheus-selector, --history and that Prometheus scrapes "
             "cAdvisor or the kubelet's /metrics/cadvisor."
         )
-    containers = _join(values)
+    containers = _join(values, step_seconds)
     if not containers:
         raise UsageError(
             f"Prometheus at {safe_url} has series matching {{{selector}}}, but none of "
@@ -243,6 +272,15 @@ def read_prometheus(
             "excluded): widen --prometheus-selector, e.g. to a namespace."
         )
     return containers
+
+
+def _duration_text(seconds: float) -> str:
+    return f"{seconds:.0f}" if seconds >= 100 else f"{seconds:g}"
+
+
+def _rfc3339(unix_seconds: float) -> str:
+    moment = datetime.fromtimestamp(unix_seconds, tz=UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _check_arguments(
@@ -276,70 +314,6 @@ def _check_arguments(
         )
 
 
-def _query_range(
-    session: requests.Session,
-    endpoint: str,
-    url: str,
-    safe_url: str,
-    promql: str,
-    range_seconds: tuple[float, float, float],
-    timeout_seconds: float,
-) -> list[Any]:
-    start_seconds, end_seconds, step_seconds = range_seconds
-    form = {
-        "query": promql,
-        "start": f"{start_seconds:.3f}",
-        "end": f"{end_seconds:.3f}",
-        "step": f"{step_seconds:.3f}",
-    }
-    password = urllib.parse.urlsplit(url).password
-    try:
-        # POST keeps a long selector out of URL length limits; requests takes the
-        # user name and password of the URL as basic authentication.
-        response = session.post(endpoint, data=form, timeout=timeout_seconds)
-    except requests.RequestException as error:
-        reason = str(error)
-        if password:
-            reason = reason.replace(password, "***")
-        raise UsageError(
-            f"Prometheus at {safe_url} could not be reached ({type(error).__name__}: "
-            f"{reason}): check --prometheus and that the server is running."
-        ) from None
-    document = _json_or_none(response)
-    if isinstance(document, dict) and document.get("status") == "error":
-        raise UsageError(
-            f"Prometheus at {safe_url} rejected the query {promql!r} "
-            f"({document.get('errorType')}: {document.get('error')}): check "
-            "--prometheus-selector, which takes label matchers such as "
-            'namespace="shop",container="api".'
-        )
-    if response.status_code != 200:
-        raise UsageError(
-            f"Prometheus at {safe_url} returned HTTP {response.status_code} for "
-            f"{endpoint.removeprefix(url.rstrip('/'))}: check that --prometheus is "
-            "the base URL of a Prometheus server, with its path prefix if any."
-        )
-    data = document.get("data") if isinstance(document, dict) else None
-    if (
-        not isinstance(data, dict)
-        or data.get("resultType") != "matrix"
-        or not isinstance(data.get("result"), list)
-    ):
-        raise UsageError(
-            f"Prometheus at {safe_url} returned no matrix for {promql!r}: check that "
-            "--prometheus is the base URL of a Prometheus server."
-        )
-    result: list[Any] = data["result"]
-    return result
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def _parse_matrix(
     result: list[Any], safe_url: str, promql: str
 ) -> Iterator[tuple[tuple[tuple[str, str], ...], dict[int, float]]]:
@@ -367,6 +341,7 @@ def _parse_matrix(
 
 def _join(
     values: Mapping[str, Mapping[tuple[tuple[str, str], ...], dict[int, float]]],
+    step_seconds: float,
 ) -> list[PrometheusContainer]:
     """Build one container per label set that has CPU usage or memory series."""
     cpu = values.get("cpu_usage_seconds_total", {})
@@ -375,6 +350,8 @@ def _join(
     kubernetes = any(dict(key).get("pod") for key in keys)
     containers = []
     excluded = 0
+    merged_points = 0
+    scrape_intervals_seconds: list[float] = []
 
     for key in keys:
         labels = dict(key)
@@ -390,9 +367,13 @@ def _join(
             )
             continue
         container = PrometheusContainer(name=name, labels=labels)
-        container.samples = _samples(key, values)
+        container.samples, merged = _samples(key, values)
         container.cpu_limit_cores = _cpu_limit_cores(key, values)
         containers.append(container)
+        merged_points += merged
+        interval_seconds = _median_interval_seconds(container.samples)
+        if interval_seconds is not None:
+            scrape_intervals_seconds.append(interval_seconds)
 
     neither = _keys_without_usage(values, kubernetes)
     if neither:
@@ -408,7 +389,40 @@ def _join(
             excluded,
         )
     _warn_duplicate_names(containers)
+    _warn_step_below_scrape_interval(
+        step_seconds, scrape_intervals_seconds, merged_points
+    )
     return containers
+
+
+def _median_interval_seconds(samples: list[Sample]) -> float | None:
+    """Return the median time between consecutive samples, None below two."""
+    if len(samples) < 2:
+        return None
+    return statistics.median(
+        later.timestamp_seconds - earlier.timestamp_seconds
+        for earlier, later in itertools.pairwise(samples)
+    )
+
+
+def _warn_step_below_scrape_interval(
+    step_seconds: float, scrape_intervals_seconds: list[float], merged_points: int
+) -> None:
+    if not scrape_intervals_seconds:
+        return
+    interval_seconds = statistics.median(scrape_intervals_seconds)
+    if interval_seconds <= step_seconds * _SCRAPE_JITTER_RATIO:
+        return
+    logger.warning(
+        "The step of %g s is below the scrape interval of %g s (median time between "
+        "the scrapes of container_cpu_usage_seconds_total), so %d step points "
+        "repeated a scrape and were merged into its sample: pass --step %gs or "
+        "more to read fewer points.",
+        step_seconds,
+        interval_seconds,
+        merged_points,
+        interval_seconds,
+    )
 
 
 def _keys_without_usage(
@@ -444,41 +458,83 @@ def _container_name(labels: Mapping[str, str]) -> str:
 def _samples(
     key: tuple[tuple[str, str], ...],
     values: Mapping[str, Mapping[tuple[tuple[str, str], ...], dict[int, float]]],
-) -> list[Sample]:
+) -> tuple[list[Sample], int]:
+    """Return one Sample per CPU scrape, and how many step points were merged."""
+
     def series(name: str) -> dict[int, float]:
         return values.get(name, {}).get(key, {})
 
     cpu = series("cpu_usage_seconds_total")
+    scrape_timestamps = series("cpu_usage_scrape_timestamp_seconds")
     memory = series("memory_working_set_bytes")
     periods = series("cpu_cfs_periods_total")
     throttled_periods = series("cpu_cfs_throttled_periods_total")
     throttled_seconds = series("cpu_cfs_throttled_seconds_total")
     oom_kills = series("memory_oom_kills_total")
     limits = series("memory_limit_bytes")
-    samples = []
+    samples: list[Sample] = []
+    merged = 0
+    previous_scrape_milliseconds: int | None = None
     for milliseconds in sorted(cpu):
-        limit_bytes, limit_set = _memory_limit(limits.get(milliseconds))
-        samples.append(
-            Sample(
-                **{
-                    **_OPTIONAL_SAMPLE_FIELDS,
-                    "timestamp_seconds": milliseconds / 1000,
-                    "cpu_usage_seconds_total": cpu[milliseconds],
-                    "memory_working_set_bytes": _integer(memory.get(milliseconds)),
-                    "cpu_cfs_periods_total": _integer(periods.get(milliseconds)),
-                    "cpu_cfs_throttled_periods_total": _integer(
-                        throttled_periods.get(milliseconds)
-                    ),
-                    "cpu_cfs_throttled_seconds_total": throttled_seconds.get(
-                        milliseconds
-                    ),
-                    "memory_oom_kills_total": _integer(oom_kills.get(milliseconds)),
-                    "memory_limit_bytes": limit_bytes,
-                    "memory_limit_set": limit_set,
-                }
-            )
+        scrape_milliseconds = _scrape_milliseconds(
+            scrape_timestamps.get(milliseconds), milliseconds
         )
-    return samples
+        limit_bytes, limit_set = _memory_limit(limits.get(milliseconds))
+        sample = Sample(
+            **{
+                **_OPTIONAL_SAMPLE_FIELDS,
+                "timestamp_seconds": scrape_milliseconds / 1000,
+                "cpu_usage_seconds_total": cpu[milliseconds],
+                "memory_working_set_bytes": _integer(memory.get(milliseconds)),
+                "cpu_cfs_periods_total": _integer(periods.get(milliseconds)),
+                "cpu_cfs_throttled_periods_total": _integer(
+                    throttled_periods.get(milliseconds)
+                ),
+                "cpu_cfs_throttled_seconds_total": throttled_seconds.get(milliseconds),
+                "memory_oom_kills_total": _integer(oom_kills.get(milliseconds)),
+                "memory_limit_bytes": limit_bytes,
+                "memory_limit_set": limit_set,
+            }
+        )
+        # A scrape time that does not advance means this step point repeats the
+        # scrape of the previous one, so both are one reading of the counters.
+        if (
+            samples
+            and previous_scrape_milliseconds is not None
+            and scrape_milliseconds <= previous_scrape_milliseconds
+        ):
+            samples[-1] = _merge(samples[-1], sample)
+            merged += 1
+        else:
+            samples.append(sample)
+            previous_scrape_milliseconds = scrape_milliseconds
+    return samples, merged
+
+
+def _scrape_milliseconds(
+    timestamp_seconds: float | None, step_milliseconds: int
+) -> int:
+    """Return the CPU scrape time in ms, or the step point's when it is missing."""
+    # NOTE: the timestamp query runs after the CPU query. On a live server, a
+    # scrape that lands between the two gives the last step point the CPU value
+    # of the older scrape with the time of the newer one.
+    if timestamp_seconds is None or not math.isfinite(timestamp_seconds):
+        return step_milliseconds
+    return round(timestamp_seconds * 1000)
+
+
+def _merge(earlier: Sample, later: Sample) -> Sample:
+    """Join two step points of one scrape: the larger working set, else the later."""
+    working_sets = [
+        value
+        for value in (earlier.memory_working_set_bytes, later.memory_working_set_bytes)
+        if value is not None
+    ]
+    return dataclasses.replace(
+        later,
+        timestamp_seconds=earlier.timestamp_seconds,
+        memory_working_set_bytes=max(working_sets) if working_sets else None,
+    )
 
 
 def _integer(value: float | None) -> int | None:

@@ -9,11 +9,8 @@ container its share under contention without throttling its bursts.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from hyperlane.errors import UsageError
@@ -31,6 +28,7 @@ from hyperlane.report.deploy_nomad import (
     render_nomad_hcl,
     render_nomad_json,
 )
+from hyperlane.report.document import write_text_atomically
 from hyperlane.sizing import Recommendation
 
 __all__ = [
@@ -119,7 +117,7 @@ def write_deploy_files(
     for file_name, text in contents.items():
         mode = 0o755 if file_name == DOCKER_RUN_FILE else 0o644
         path = out_dir / file_name
-        _write_atomically(path, text, mode)
+        write_text_atomically(path, text, mode)
         paths.append(path)
     logger.debug("wrote deploy files %s", [str(path) for path in paths])
     return paths
@@ -200,22 +198,3 @@ def _validate_target(image: str, container_port: int | None, name: str) -> None:
             f"Invalid container port {container_port!r}: pass a port from 1 to 65535, "
             "or None when the container listens on none."
         )
-
-
-def _write_atomically(path: Path, text: str, mode: int) -> None:
-    """Write text to a temporary file beside path, then rename it over path."""
-    descriptor, temporary_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    temporary = Path(temporary_name)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.chmod(mode)
-        temporary.replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise

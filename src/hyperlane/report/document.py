@@ -41,8 +41,16 @@ def write_text_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as output:
             output.write(text)
+            output.flush()
+            os.fsync(output.fileno())
         Path(temporary).chmod(mode)
         Path(temporary).replace(path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        # A failed write (a full disk) names no file, so the error gets the path.
+        if error.filename is None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

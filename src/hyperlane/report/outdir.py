@@ -69,6 +69,21 @@ def check_output_directory(target: Path) -> None:
         )
 
 
+def check_output(target: Path | None, inputs: list[Path]) -> None:
+    """Raise UsageError when replacing TARGET would delete one of INPUTS."""
+    if target is None:
+        return
+    resolved = target.resolve()
+    for item in inputs:
+        source = item.resolve()
+        if source == resolved or resolved in source.parents:
+            raise UsageError(
+                f"output directory {str(target)!r} contains the input "
+                f"{str(item)!r}, and writing the output replaces it; choose another "
+                "--out, such as a new directory beside the input"
+            )
+
+
 def _check_replaceable(target: Path) -> None:
     """Raise UsageError unless TARGET, if it exists, can be renamed away and back.
 

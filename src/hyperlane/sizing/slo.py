@@ -169,20 +169,25 @@ class SearchBounds:
     memory_floor_bytes: int = 100 * MIB
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.cpu_min_cores) and self.cpu_min_cores > 0):
+            raise UsageError(
+                f"Invalid smallest CPU limit {self.cpu_min_cores!r} cores: pass a "
+                "positive --slo-cpu-min, e.g. 10m."
+            )
         if not (
             math.isfinite(self.cpu_max_cores)
-            and 0 < self.cpu_min_cores <= self.cpu_max_cores
+            and self.cpu_min_cores <= self.cpu_max_cores
         ):
             raise UsageError(
-                f"Invalid CPU search range {self.cpu_min_cores!r} to "
-                f"{self.cpu_max_cores!r} cores: pass --slo-cpu-max above the "
-                "smallest limit, e.g. --slo-cpu-max 2."
+                f"Invalid CPU search range {self.cpu_min_cores:g} to "
+                f"{self.cpu_max_cores:g} cores: pass a --slo-cpu-min below "
+                f"--slo-cpu-max {self.cpu_max_cores:g}."
             )
         if not 0 < self.cpu_resolution_cores <= self.cpu_min_cores:
             raise UsageError(
-                f"Invalid CPU resolution {self.cpu_resolution_cores!r} cores: pass a "
-                f"positive step no larger than the smallest limit "
-                f"{self.cpu_min_cores!r}."
+                f"Invalid --slo-cpu-min {self.cpu_min_cores:g} cores: it is below "
+                f"the search's step of {self.cpu_resolution_cores * 1000:g}m, so "
+                f"pass {self.cpu_resolution_cores * 1000:g}m or more."
             )
         if not 0 < self.cpu_tolerance_ratio < 1:
             raise UsageError(
@@ -215,6 +220,8 @@ class SloSearchResult:
     """Smallest CPU limit that passed in the search."""
     cpu_failing_cores: float | None = None
     """Largest CPU limit that failed in the search, or None when none was tried."""
+    notes: list[str] = field(default_factory=list)
+    """Sentences on results that make the figures uncertain."""
 
     @property
     def cpu_limit_millicores(self) -> int | None:
@@ -240,7 +247,9 @@ def judge(target: SloTarget, measurement: TrialMeasurement) -> tuple[bool, str]:
     limit_ms = target.latency_seconds * 1000
     if measurement.latency_seconds is None:
         passed = False
-        parts.append(f"{percentile} none (no request succeeded)")
+        parts.append(
+            f"{percentile} none ({measurement.detail or 'no request succeeded'})"
+        )
     else:
         latency_ms = measurement.latency_seconds * 1000
         ok = measurement.latency_seconds <= target.latency_seconds
@@ -287,7 +296,7 @@ class _Trials:
         self.trials: list[SloTrial] = []
 
     def run(self, purpose: Purpose, limits: TrialLimits) -> SloTrial:
-        logger.info(
+        logger.debug(
             "SLO trial %d (%s): CPU %.3f cores, memory %s",
             len(self.trials) + 1,
             purpose,
@@ -398,7 +407,7 @@ def search_limits(
             cpu_explanation=(
                 f"The SLO ({target.describe()}) is not met even at the largest CPU "
                 f"limit {cpu_max:g} cores with no memory limit: {baseline.reason}. "
-                "Raise --slo-cpu-max, lower --slo-rate or relax the latency target."
+                + _not_met_advice(baseline.measurement, cpu_max)
             ),
             memory_explanation="No memory limit: the SLO search found no passing CPU.",
             trials=trials.trials,
@@ -458,7 +467,11 @@ def search_limits(
             )
             memory_bytes = raised
             continue
-        if not measurement.oom_kills and cpu_retries < MAX_CPU_RETRIES:
+        if (
+            not measurement.oom_kills
+            and cpu_retries < MAX_CPU_RETRIES
+            and _cpu_bound(measurement)
+        ):
             cpu_retries += 1
             raised_cpu = min(
                 cpu_max,
@@ -476,6 +489,15 @@ def search_limits(
     cpu_explanation = _cpu_explanation(
         target, baseline, (passing, failing, with_margin, cpu_cores), bounds, trials
     )
+    notes = _inconsistencies(trials.trials)
+    if status == "unverified" and not _cpu_bound(trials.trials[-1].measurement):
+        notes.append(
+            "The last verification failed with under 1 % of CFS periods throttled, "
+            "so more CPU would not help: the latency comes from something else, "
+            "such as the server's accept backlog or worker count."
+        )
+    for note in notes:
+        logger.warning("%s", note)
     return SloSearchResult(
         target=target,
         status=status,
@@ -486,7 +508,57 @@ def search_limits(
         trials=trials.trials,
         cpu_passing_cores=passing,
         cpu_failing_cores=failing,
+        notes=notes,
     )
+
+
+THROTTLED_SHARE_CPU_BOUND = 0.01
+
+
+def _cpu_bound(measurement: TrialMeasurement) -> bool:
+    """Return whether the CPU quota may have caused a failure: throttled or unknown."""
+    ratio = measurement.throttled_period_ratio
+    return ratio is None or ratio >= THROTTLED_SHARE_CPU_BOUND
+
+
+def _not_met_advice(measurement: TrialMeasurement, cpu_max: float) -> str:
+    used = measurement.cpu_used_cores
+    if _cpu_bound(measurement) or used is None:
+        return (
+            "Raise --slo-cpu-max (up to the host's cores), lower --slo-rate or "
+            "relax the latency target."
+        )
+    throttled = (measurement.throttled_period_ratio or 0.0) * 100
+    return (
+        f"CPU is not what limits it: the container used {used * 1000:.0f}m of "
+        f"{cpu_max * 1000:.0f}m and {throttled:.1f} % of CFS periods were "
+        "throttled, so more CPU will not help. Look at the server's concurrency "
+        "(accept backlog, workers, connection limits), or lower --slo-rate."
+    )
+
+
+def _inconsistencies(trials: list[SloTrial]) -> list[str]:
+    """Return a sentence for each failed trial above a passed one's CPU limit."""
+    notes = []
+    for failed in trials:
+        if failed.passed or failed.measurement.oom_kills:
+            continue
+        lower = [
+            trial
+            for trial in trials
+            if trial.passed and trial.limits.cpu_cores < failed.limits.cpu_cores
+        ]
+        if lower:
+            passed = min(lower, key=lambda trial: trial.limits.cpu_cores)
+            notes.append(
+                f"Trial {failed.index} failed at {failed.limits.cpu_cores * 1000:.0f}m "
+                f"although trial {passed.index} passed at "
+                f"{passed.limits.cpu_cores * 1000:.0f}m: the results do not follow "
+                "the CPU limit, so the latency also depends on something else. Treat "
+                "the limits as uncertain, and rerun with a longer "
+                "--slo-trial-duration."
+            )
+    return notes
 
 
 def _cpu_explanation(
@@ -519,9 +591,14 @@ def _cpu_explanation(
         f"{bounds.cpu_margin_ratio * 100:g} % margin = {with_margin * 1000:.0f}m"
         f", rounded up to {bounds.cpu_resolution_cores * 1000:.0f}m steps."
     )
+    failed = [
+        f"{trial.limits.cpu_cores * 1000:.0f}m"
+        for trial in trials.trials
+        if trial.purpose == "verify" and not trial.passed
+    ]
     if chosen != with_margin:
         sentence += (
-            f" The verification failed at {with_margin * 1000:.0f}m, so the limit "
-            f"rose to {chosen * 1000:.0f}m."
+            f" The verification failed at {', '.join(failed)}, so the limit rose to "
+            f"{chosen * 1000:.0f}m."
         )
     return sentence

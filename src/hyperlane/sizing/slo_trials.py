@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import docker.errors
 from docker.models.containers import Container
@@ -73,6 +74,7 @@ class EngineTrialRunner:
         self._name_prefix = name_prefix
         self._progress = progress
         self._count = 0
+        self._started_once = False
 
     def __call__(self, limits: TrialLimits) -> TrialMeasurement:
         self._count += 1
@@ -95,10 +97,27 @@ class EngineTrialRunner:
                     time.monotonic() + plan.start_timeout_seconds,
                 )
             except ServiceNotReady as error:
-                return _stopped_measurement(container, str(error))
-            return self._measure(container)
+                # Too little memory or CPU to start in time is a result of the
+                # trial, once the service has started in an earlier one. Any other
+                # reason (a closed port, a wrong path, a crash) is no SLO figure.
+                state = _state(container)
+                if state.get("OOMKilled"):
+                    return _not_started(str(error), oom_killed=True)
+                if self._started_once and state.get("Running"):
+                    return _not_started(str(error), oom_killed=False)
+                raise
+            self._started_once = True
+            measurement = self._measure(container)
         finally:
             self._engine.remove_container(container)
+        if measurement.stopped and not measurement.oom_kills:
+            raise ServiceNotReady(
+                f"trial container {container.name} stopped during the load "
+                f"({measurement.detail}), so the trial has no result; check the "
+                "service's logs, and keep other tools from removing Hyperlane's "
+                "containers"
+            )
+        return measurement
 
     def _measure(self, container: Container) -> TrialMeasurement:
         plan = self._plan
@@ -148,14 +167,18 @@ def _container_stopped(
     )
 
 
-def _stopped_measurement(container: Container, reason: str) -> TrialMeasurement:
-    """Return the measurement of a trial whose container never became ready."""
-    oom_killed = False
+def _state(container: Container) -> dict[str, Any]:
+    """Return the container's State from the engine, empty once it is removed."""
     try:
         container.reload()
-        oom_killed = bool(container.attrs["State"].get("OOMKilled"))
     except docker.errors.NotFound:
-        pass
+        return {}
+    state: dict[str, Any] = container.attrs["State"]
+    return state
+
+
+def _not_started(reason: str, oom_killed: bool) -> TrialMeasurement:
+    """Return the measurement of a trial whose container never became ready."""
     return TrialMeasurement(
         latency_seconds=None,
         attempts_total=0,
@@ -165,7 +188,7 @@ def _stopped_measurement(container: Container, reason: str) -> TrialMeasurement:
         throttled_period_ratio=None,
         peak_memory_bytes=None,
         oom_kills=1 if oom_killed else 0,
-        stopped=True,
+        stopped=oom_killed,
         detail=reason,
     )
 

@@ -7,15 +7,20 @@ quota. A pod-level row and a pause container row sit beside them. promtool backf
 the series as OpenMetrics text into a fresh data directory, and Debian's prometheus
 binary serves it on a loopback port. The recommendations read back through the CLI
 must equal the ones computed from the same samples in memory.
+
+A second server contains the same three containers scraped every 2 s instead, and
+is read at a 1 s step, below the scrape interval.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,12 +98,12 @@ class _CfsCounters:
     throttled_seconds: float = 0.0
     kills: int = 0
 
-    def advance(self, index: int) -> dict[str, Any]:
-        """Count the periods of the second that ends at sample index."""
+    def advance(self, index: int, interval_seconds: int) -> dict[str, Any]:
+        """Count the periods of the interval that ends at sample index."""
         if index == OOM_INDEX:
             self.kills += 1
         if index > 0:
-            self.periods += CFS_PERIODS_PER_SECOND
+            self.periods += CFS_PERIODS_PER_SECOND * interval_seconds
             self.throttled_periods += 1 + index % 3
             self.throttled_seconds += 0.01 * (1 + index % 3)
         return {
@@ -111,8 +116,10 @@ class _CfsCounters:
         }
 
 
-def _generate(app: str, base_seconds: int, seed: int) -> GeneratedContainer:
-    """Generate one container's samples, one per second from base_seconds."""
+def _generate(
+    app: str, base_seconds: int, seed: int, interval_seconds: int = 1
+) -> GeneratedContainer:
+    """Generate one container's samples, one per interval from base_seconds."""
     generator = random.Random(seed)
     container = GeneratedContainer(app)
     oom = app == "oom"
@@ -128,7 +135,7 @@ def _generate(app: str, base_seconds: int, seed: int) -> GeneratedContainer:
                 # The killed container restarts in a new cgroup, so its counter
                 # starts again from 0.
                 cpu_total = 0.0
-            cpu_total += cores
+            cpu_total += cores * interval_seconds
 
         working_set = 200 * MIB + generator.randrange(0, 8 * MIB)
         if app == "spike" and index == SPIKE_INDEX:
@@ -148,8 +155,9 @@ def _generate(app: str, base_seconds: int, seed: int) -> GeneratedContainer:
                 if index == OOM_INDEX - 1
                 else 150 * MIB + index * MIB // 2
             )
-            values.update(counters.advance(index))
-        container.samples.append(_sample(base_seconds + index, **values))
+            values.update(counters.advance(index, interval_seconds))
+        timestamp_seconds = base_seconds + index * interval_seconds
+        container.samples.append(_sample(timestamp_seconds, **values))
 
     container.series = _series_of(container)
     return container
@@ -235,24 +243,35 @@ class Backfilled:
     end_seconds: int
 
 
-@pytest.fixture(scope="module")
-def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]:
-    directory = tmp_path_factory.mktemp("prometheus")
+def _serve_backfilled(directory: Path, interval_seconds: int) -> Iterator[Backfilled]:
     # An hour ago keeps every point inside the last two hours and the retention.
     base_seconds = int(time.time()) - 3600
     containers = [
-        _generate(app, base_seconds, seed)
+        _generate(app, base_seconds, seed, interval_seconds)
         for seed, app in enumerate(("steady", "spike", "oom"))
     ]
     series = [item for container in containers for item in container.series]
     series += _excluded_rows("steady", base_seconds)
     data = backfill(openmetrics_text(series), directory)
     server = PrometheusServer(directory, data)
+    end_seconds = base_seconds + (SAMPLES - 1) * interval_seconds
     try:
         server.wait_ready()
-        yield Backfilled(server, containers, base_seconds, base_seconds + SAMPLES - 1)
+        yield Backfilled(server, containers, base_seconds, end_seconds)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]:
+    yield from _serve_backfilled(tmp_path_factory.mktemp("prometheus"), 1)
+
+
+@pytest.fixture(scope="module")
+def backfilled_every_2s(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Backfilled]:
+    yield from _serve_backfilled(tmp_path_factory.mktemp("prometheus-2s"), 2)
 
 
 def _expected(
@@ -272,7 +291,10 @@ def _expected(
     return expected, expected_throttling
 
 
-def _rightsize(backfilled: Backfilled, *arguments: str) -> dict[str, Any]:
+def _run_rightsize(
+    backfilled: Backfilled, *arguments: str
+) -> subprocess.CompletedProcess[str]:
+    """Run rightsize --json on the backfilled range and check that it succeeded."""
     result = run_hyperlane(
         "rightsize",
         "--prometheus",
@@ -286,6 +308,11 @@ def _rightsize(backfilled: Backfilled, *arguments: str) -> dict[str, Any]:
         timeout_seconds=120,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def _rightsize(backfilled: Backfilled, *arguments: str) -> dict[str, Any]:
+    result = _run_rightsize(backfilled, *arguments)
     document: dict[str, Any] = json.loads(result.stdout)
     return document
 
@@ -373,3 +400,45 @@ def test_coarse_step_keeps_spike(backfilled: Backfilled) -> None:
     assert len(result) == 1, result
     instant_peak = max(float(value) for _, value in result[0]["values"])
     assert instant_peak < SPIKE_BYTES
+
+
+@pytest.mark.parametrize("strategy", ["percentile", "histogram"])
+def test_step_below_scrape_interval(
+    backfilled_every_2s: Backfilled, strategy: str
+) -> None:
+    result = _run_rightsize(backfilled_every_2s, "--step", "1s", "--strategy", strategy)
+    document = json.loads(result.stdout)
+    by_name = {item["container"]: item for item in document["containers"]}
+    assert sorted(by_name) == sorted(c.name for c in backfilled_every_2s.containers)
+    for container in backfilled_every_2s.containers:
+        item = by_name[container.name]
+        expected, expected_throttling = _expected(container, strategy)
+        # Merging the step points of each scrape gives back the 2 s samples
+        # exactly, so the figures are equal, not only within rounding.
+        assert (
+            item["recommendation"]["cpu_request_millicores"]
+            == (expected["recommendation"]["cpu_request_millicores"])
+        ), container.name
+        for key, value in expected.items():
+            assert item[key] == value, (container.name, key)
+        assert item["throttling"] == expected_throttling, container.name
+    assert result.stderr.count("is below the scrape interval") == 1, result.stderr
+    assert "The step of 1 s is below the scrape interval of 2 s" in result.stderr
+
+
+def test_reader_merges_2s_scrapes(backfilled_every_2s: Backfilled) -> None:
+    containers = read_prometheus(
+        backfilled_every_2s.server.url,
+        start_seconds=backfilled_every_2s.start_seconds,
+        end_seconds=backfilled_every_2s.end_seconds,
+        step_seconds=1.0,
+        selector=f'namespace="{NAMESPACE}"',
+    )
+    by_name = {container.name: container for container in containers}
+    for generated in backfilled_every_2s.containers:
+        read = by_name[generated.name]
+        assert len(read.samples) == SAMPLES, generated.name
+        for index, (got, want) in enumerate(
+            zip(read.samples, generated.samples, strict=True)
+        ):
+            assert got == want, (generated.name, index)

@@ -125,9 +125,13 @@ def test_search_finds_a_cpu_limit_near_the_known_need(
 
 
 def test_deploy_files_carry_the_limits_found(search: dict[str, Any]) -> None:
-    out = Path(search["_out"])
+    out = Path(search["_out"]) / "deploy"
     names = sorted(path.name for path in out.iterdir())
-    assert "docker-run.sh" in names and "kubernetes.yaml" in names
+    assert "docker-run.sh" in names
+    assert "kubernetes.yaml" in names
+    report = json.loads((out.parent / "report.json").read_text())
+    assert report["slo"] == search["slo"]
+    assert report["deploy"]["files"][0].startswith("deploy/")
     millicores = search["slo"]["cpu_limit_millicores"]
     script = (out / "docker-run.sh").read_text()
     assert f"--cpus {millicores / 1000:g}" in script

@@ -1,11 +1,13 @@
 """Reading container series from a Prometheus HTTP API: queries, join, chunks, errors.
 
 The error tests run Debian's prometheus binary with an empty data directory, so bad
-PromQL, a wrong path and an empty result come from a real server. The join and
-chunking tests use StubPrometheus, a small HTTP server on 127.0.0.1 that serves
-/api/v1/query_range from canned series. It stands in for Prometheus where a real one
-would need data that is costly to generate (11,000 points and more per series), and
-for what a real one never returns (an HTML error page from a proxy).
+PromQL, a wrong path, an empty result and rejected basic authentication come from a
+real server. The join, merge and chunking tests use StubPrometheus, a small HTTP
+server on 127.0.0.1 that serves /api/v1/query_range from canned series. It stands in
+for Prometheus where a real one would need data that is costly to generate (11,000
+points and more per series, or two step points with different working sets for one
+scrape), and for what a real one never returns on demand (an HTML error page from a
+proxy, HTTP 403 or 503, a reply slower than the timeout).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import re
 import threading
 import urllib.parse
@@ -24,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from hyperlane.errors import UsageError
+from hyperlane.errors import EngineUnavailable, UsageError
 from hyperlane.exitcodes import ExitCode
 from hyperlane.metrics.prometheus import (
     MAX_POINTS_PER_QUERY,
@@ -37,11 +40,16 @@ from hyperlane.metrics.prometheus import (
 from hyperlane.urls import display_url
 from tests.integration.cli import run_hyperlane
 from tests.integration.monitor.waiting import free_port
-from tests.prometheus_server import PrometheusServer
+from tests.prometheus_server import (
+    BASIC_AUTH_PASSWORD,
+    BASIC_AUTH_USER,
+    PrometheusServer,
+)
 
-# Metric name inside a query, also inside max_over_time(...).
+# Metric name inside a query, also inside max_over_time(...) and timestamp(...).
 _METRIC = re.compile(r"container_[a-z_]+")
 ValueFunction = Callable[[float], float]
+QUERIES_PER_RANGE = 10
 
 
 @dataclass
@@ -55,18 +63,29 @@ class StubSeries:
 
 @dataclass
 class StubPrometheus:
-    """A loopback HTTP server that returns range query results from canned series."""
+    """A loopback HTTP server that returns range query results from canned series.
+
+    timestamp(METRIC) returns scrape_time of each step point for every series of
+    METRIC, like Prometheus returns the time of the last scrape at or before it. The
+    default is a scrape exactly at every step point.
+    """
 
     series: list[StubSeries] = field(default_factory=list)
     requests: list[dict[str, str]] = field(default_factory=list)
     authorization: list[str | None] = field(default_factory=list)
     status: int = 200
     body: bytes | None = None
+    scrape_time: ValueFunction = float
+    delay_seconds: float = 0.0
+    """Time to wait before replying, cut short when the test ends."""
+    released: threading.Event = field(default_factory=threading.Event)
     url: str = ""
 
     def matrix(self, form: dict[str, str]) -> dict[str, Any]:
-        match = _METRIC.search(form["query"])
+        query = form["query"]
+        match = _METRIC.search(query)
         metric = match.group(0) if match else ""
+        scrape_timestamps = query.startswith("timestamp(")
         start, end, step = (float(form[key]) for key in ("start", "end", "step"))
         count = round((end - start) / step) + 1
         times = [start + index * step for index in range(count)]
@@ -74,8 +93,13 @@ class StubPrometheus:
         for item in self.series:
             if item.metric != metric:
                 continue
-            labels: dict[str, str] = {"__name__": metric, **item.labels}
-            values = [[moment, repr(item.value(moment))] for moment in times]
+            # Like PromQL functions, timestamp() drops the metric name.
+            labels = dict(item.labels)
+            function = self.scrape_time
+            if not scrape_timestamps:
+                labels["__name__"] = metric
+                function = item.value
+            values = [[moment, repr(function(moment))] for moment in times]
             result.append({"metric": labels, "values": values})
         return {"status": "success", "data": {"resultType": "matrix", "result": result}}
 
@@ -90,13 +114,19 @@ def stub() -> Iterator[StubPrometheus]:
             form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
             state.requests.append({"path": self.path, **form})
             state.authorization.append(self.headers.get("Authorization"))
+            if state.delay_seconds:
+                state.released.wait(state.delay_seconds)
             body = state.body
             if body is None:
                 body = json.dumps(state.matrix(form)).encode()
-            self.send_response(state.status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(state.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client timed out and closed the connection first.
+                pass
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -108,9 +138,24 @@ def stub() -> Iterator[StubPrometheus]:
     try:
         yield state
     finally:
+        state.released.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def auth_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start a real Prometheus with no data that requires basic authentication."""
+    directory = tmp_path_factory.mktemp("prometheus-auth")
+    data = directory / "data"
+    data.mkdir()
+    server = PrometheusServer(directory, data, basic_auth=True)
+    try:
+        server.wait_ready()
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +213,10 @@ def test_queries_carry_selector_and_window() -> None:
     )
     assert queries["cpu_quota"] == 'container_spec_cpu_quota{ns="a"}'
     assert queries["cpu_period"] == 'container_spec_cpu_period{ns="a"}'
-    assert len(queries) == 9
+    assert queries["cpu_usage_scrape_timestamp_seconds"] == (
+        'timestamp(container_cpu_usage_seconds_total{ns="a"})'
+    )
+    assert len(queries) == QUERIES_PER_RANGE
 
 
 def test_queries_empty_selector() -> None:
@@ -180,7 +228,7 @@ def test_queries_empty_selector() -> None:
 def test_reader_posts_form(stub: StubPrometheus) -> None:
     stub.series = [StubSeries("container_cpu_usage_seconds_total", {"id": "/a"}, float)]
     read(stub.url + "/prefix/", selector='id="/a"', step_seconds=0.5)
-    assert len(stub.requests) == 9
+    assert len(stub.requests) == QUERIES_PER_RANGE
     first = stub.requests[0]
     assert first["path"] == "/prefix/api/v1/query_range"
     assert first["query"] == 'container_cpu_usage_seconds_total{id="/a"}'
@@ -229,7 +277,7 @@ def test_reader_chunks_long_range(stub: StubPrometheus) -> None:
     (container,) = read(stub.url, start_seconds=0.0, end_seconds=points - 1.0)
     ranges = sorted({(float(r["start"]), float(r["end"])) for r in stub.requests})
     assert ranges == [(0.0, 10_999.0), (11_000.0, points - 1.0)]
-    assert len(stub.requests) == 2 * 9
+    assert len(stub.requests) == 2 * QUERIES_PER_RANGE
     assert len(container.samples) == points
     timestamps = [sample.timestamp_seconds for sample in container.samples]
     assert timestamps == [float(index) for index in range(points)]
@@ -345,6 +393,105 @@ def test_join_warns_spec_only_series(
     assert "e.g. gone" in caplog.text
 
 
+# Scrapes
+
+
+def every_two_seconds(moment: float) -> float:
+    """Return the time of the last scrape at or before moment, scraping every 2 s."""
+    return 2.0 * math.floor(moment / 2.0)
+
+
+def test_reader_merges_repeated_scrapes(
+    stub: StubPrometheus, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub.scrape_time = every_two_seconds
+    labels = {"name": "web"}
+    stub.series = [
+        StubSeries(
+            "container_cpu_usage_seconds_total",
+            labels,
+            lambda t: every_two_seconds(t) / 4,
+        ),
+        # A working set that falls, so the max of a merged pair is its earlier point.
+        StubSeries("container_memory_working_set_bytes", labels, lambda t: 2000 - t),
+        # A counter that differs between the points of a pair shows which one wins.
+        StubSeries("container_oom_events_total", labels, float),
+    ]
+    with caplog.at_level(logging.INFO, logger="hyperlane.metrics.prometheus"):
+        (container,) = read(stub.url, start_seconds=1000.0, end_seconds=1010.0)
+
+    samples = container.samples
+    timestamps = [sample.timestamp_seconds for sample in samples]
+    assert timestamps == [1000.0, 1002.0, 1004.0, 1006.0, 1008.0, 1010.0]
+    assert [sample.cpu_usage_seconds_total for sample in samples] == [
+        250.0,
+        250.5,
+        251.0,
+        251.5,
+        252.0,
+        252.5,
+    ]
+    working_sets = [sample.memory_working_set_bytes for sample in samples]
+    assert working_sets == [1000, 998, 996, 994, 992, 990]
+    oom_kills = [sample.memory_oom_kills_total for sample in samples]
+    assert oom_kills == [1001, 1003, 1005, 1007, 1009, 1010]
+
+    warnings = [
+        record for record in caplog.records if record.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1, caplog.text
+    message = warnings[0].getMessage()
+    assert "The step of 1 s is below the scrape interval of 2 s" in message
+    assert "so 5 step points repeated a scrape" in message
+    assert "pass --step 2s or more" in message
+
+
+def test_reader_stamps_scrape_times(
+    stub: StubPrometheus, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub.scrape_time = every_two_seconds
+    stub.series = [
+        StubSeries(
+            "container_cpu_usage_seconds_total", {"name": "web"}, every_two_seconds
+        )
+    ]
+    with caplog.at_level(logging.WARNING, logger="hyperlane.metrics.prometheus"):
+        (container,) = read(
+            stub.url, start_seconds=1000.0, end_seconds=1009.0, step_seconds=3.0
+        )
+    # The step points 1000, 1003, 1006 and 1009 carry the scrapes before them.
+    timestamps = [sample.timestamp_seconds for sample in container.samples]
+    assert timestamps == [1000.0, 1002.0, 1006.0, 1008.0]
+    assert caplog.records == []
+
+
+def test_reader_jittered_scrapes_kept(
+    stub: StubPrometheus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each scrape lands 0.2 s before its step point, so no two points share one.
+    stub.scrape_time = lambda t: t - 0.2
+    stub.series = [
+        StubSeries("container_cpu_usage_seconds_total", {"name": "web"}, float)
+    ]
+    with caplog.at_level(logging.WARNING, logger="hyperlane.metrics.prometheus"):
+        (container,) = read(stub.url)
+    timestamps = [sample.timestamp_seconds for sample in container.samples]
+    assert timestamps == [1000.0 + index - 0.2 for index in range(11)]
+    assert caplog.records == []
+
+
+def test_reader_logs_selector_and_range(
+    stub: StubPrometheus, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub.series = [StubSeries("container_cpu_usage_seconds_total", {"id": "/"}, float)]
+    with caplog.at_level(logging.INFO, logger="hyperlane.metrics.prometheus"):
+        read(stub.url, selector='id="/"', start_seconds=1000.0, end_seconds=1300.0)
+    assert (
+        f'Reading the containers matching {{id="/"}} from Prometheus {stub.url}, '
+        "300 s ending at 1970-01-01T00:21:40Z at a 1 s step"
+    ) in caplog.text
+
+
 def test_reader_sends_basic_auth(stub: StubPrometheus) -> None:
     stub.series = [StubSeries("container_cpu_usage_seconds_total", {"id": "/"}, float)]
     url = stub.url.replace("http://", "http://reader:s3cret@")
@@ -376,12 +523,79 @@ def test_selector_brace_inside_value(stub: StubPrometheus) -> None:
 
 def test_error_unreachable_hides_password() -> None:
     port = free_port()
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(EngineUnavailable) as caught:
         read(f"http://admin:hunter2@127.0.0.1:{port}")
     message = str(caught.value)
+    assert caught.value.exit_code == ExitCode.ENGINE_UNAVAILABLE
     assert f"Prometheus at http://127.0.0.1:{port} could not be reached" in message
+    assert "Connection refused" in message
     assert "hunter2" not in message
     assert "admin" not in message
+
+
+def test_error_read_timeout(stub: StubPrometheus) -> None:
+    stub.series = [StubSeries("container_cpu_usage_seconds_total", {"id": "/"}, float)]
+    stub.delay_seconds = 5.0
+    with pytest.raises(EngineUnavailable) as caught:
+        read(stub.url, timeout_seconds=0.3)
+    message = str(caught.value)
+    assert f"Prometheus at {stub.url} did not answer within 0.3 s" in message
+    assert "ReadTimeout" in message
+    assert "raise --prometheus-timeout" in message
+
+
+def test_error_server_error_json(stub: StubPrometheus) -> None:
+    stub.status = 503
+    stub.body = json.dumps(
+        {"status": "error", "errorType": "timeout", "error": "query timed out"}
+    ).encode()
+    with pytest.raises(EngineUnavailable) as caught:
+        read(stub.url)
+    message = str(caught.value)
+    assert f"Prometheus at {stub.url} returned HTTP 503" in message
+    assert "(timeout: query timed out)" in message
+
+
+def test_error_forbidden_is_usage(stub: StubPrometheus) -> None:
+    stub.status = 403
+    stub.body = b"Forbidden"
+    url = stub.url.replace("http://", "http://viewer:n0access@")
+    with pytest.raises(UsageError) as caught:
+        read(url)
+    message = str(caught.value)
+    assert caught.value.exit_code == ExitCode.USAGE_ERROR
+    assert "rejected the credentials in the URL (HTTP 403)" in message
+    assert "n0access" not in message
+
+
+def test_error_wrong_password_real_server(auth_prometheus: str) -> None:
+    url = auth_prometheus.replace("http://", f"http://{BASIC_AUTH_USER}:wrong-secret@")
+    with pytest.raises(UsageError) as caught:
+        read(url)
+    message = str(caught.value)
+    assert caught.value.exit_code == ExitCode.USAGE_ERROR
+    assert (
+        f"Prometheus at {auth_prometheus} rejected the credentials in the URL "
+        "(HTTP 401)"
+    ) in message
+    example = auth_prometheus.replace("http://", "http://USER:PASSWORD@")
+    assert f"--prometheus {example}" in message
+    assert "basic authentication" in message
+    assert "wrong-secret" not in message
+
+
+def test_error_no_credentials_real_server(auth_prometheus: str) -> None:
+    with pytest.raises(UsageError, match=r"which carried no credentials \(HTTP 401\)"):
+        read(auth_prometheus)
+
+
+def test_reader_right_password_real_server(auth_prometheus: str) -> None:
+    url = auth_prometheus.replace(
+        "http://", f"http://{BASIC_AUTH_USER}:{BASIC_AUTH_PASSWORD}@"
+    )
+    # The server accepts the credentials and has no series to return.
+    with pytest.raises(UsageError, match="has no container_cpu_usage_seconds_total"):
+        read(url)
 
 
 def test_error_bad_promql_real_server(empty_prometheus: str) -> None:
@@ -422,10 +636,11 @@ def test_error_proxy_page_hides_password(stub: StubPrometheus) -> None:
     stub.status = 502
     stub.body = b"<html>Bad Gateway</html>"
     url = stub.url.replace("http://", "http://u:pa55word@")
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(EngineUnavailable) as caught:
         read(url)
     message = str(caught.value)
     assert f"Prometheus at {stub.url} returned HTTP 502" in message
+    assert "a proxy in front of it failed" in message
     assert "pa55word" not in message
 
 
@@ -491,13 +706,85 @@ def test_cli_invalid_start() -> None:
     assert "invalid value 'monday' for --start" in result.stderr
 
 
-def test_cli_unreachable_exit_2() -> None:
+def test_cli_unreachable_exit_4() -> None:
     port = free_port()
     result = run_hyperlane(
         "rightsize", "--prometheus", f"http://user:topsecret@127.0.0.1:{port}"
     )
-    assert result.returncode == ExitCode.USAGE_ERROR
+    assert result.returncode == ExitCode.ENGINE_UNAVAILABLE
     assert f"Prometheus at http://127.0.0.1:{port} could not be reached" in (
         result.stderr
     )
     assert "topsecret" not in result.stderr
+
+
+def test_cli_logs_range_in_words(stub: StubPrometheus) -> None:
+    stub.series = [StubSeries("container_cpu_usage_seconds_total", {"id": "/"}, float)]
+    result = run_hyperlane(
+        "rightsize",
+        "--prometheus",
+        stub.url,
+        "--end",
+        "2026-01-02T03:04:05Z",
+        "--history",
+        "300s",
+        "--step",
+        "2s",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"Reading every container from Prometheus {stub.url}, 300 s ending at "
+        "2026-01-02T03:04:05Z at a 2 s step"
+    ) in result.stderr
+
+
+def test_cli_reversed_range_not_logged() -> None:
+    result = run_hyperlane(
+        "rightsize",
+        "--prometheus",
+        "http://127.0.0.1:1",
+        "--start",
+        "2026-01-02T00:00:00Z",
+        "--end",
+        "2026-01-01T00:00:00Z",
+    )
+    assert result.returncode == ExitCode.USAGE_ERROR
+    assert "is empty: pass a start before the end" in result.stderr
+    assert "Reading" not in result.stderr
+    assert "-86400" not in result.stderr
+
+
+def test_cli_timeout_and_days_history(stub: StubPrometheus) -> None:
+    stub.delay_seconds = 30.0
+    result = run_hyperlane(
+        "rightsize",
+        "--prometheus",
+        stub.url,
+        "--history",
+        "7d",
+        "--prometheus-timeout",
+        "0.5s",
+        timeout_seconds=60,
+    )
+    assert result.returncode == ExitCode.ENGINE_UNAVAILABLE, result.stderr
+    assert "604800 s ending at" in result.stderr
+    assert f"Prometheus at {stub.url} did not answer within 0.5 s" in result.stderr
+
+
+def test_cli_wrong_password_exit_2(auth_prometheus: str) -> None:
+    url = auth_prometheus.replace("http://", f"http://{BASIC_AUTH_USER}:wrong-secret@")
+    result = run_hyperlane("rightsize", "--prometheus", url)
+    assert result.returncode == ExitCode.USAGE_ERROR
+    assert "rejected the credentials in the URL (HTTP 401)" in result.stderr
+    assert "wrong-secret" not in result.stderr
+
+
+def test_cli_help_selector_default_once() -> None:
+    result = run_hyperlane("rightsize", "--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    # The help wraps lines, maybe inside a default, so compare with single spaces.
+    text = " ".join(result.stdout.split())
+    assert text.count("(default: every container)") == 1
+    assert "(default: )" not in text
+    assert "--prometheus-timeout" in text

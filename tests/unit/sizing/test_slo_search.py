@@ -38,6 +38,8 @@ class ModelService:
     """A memory limit below this is OOM-killed."""
     flaky_failures: int = 0
     """The first this many verification trials fail on latency."""
+    failing_limits: tuple[float, ...] = ()
+    """CPU limits that fail without throttling, as a server with a full backlog."""
     calls: list[TrialLimits] = field(default_factory=list)
 
     def __call__(self, limits: TrialLimits) -> TrialMeasurement:
@@ -48,9 +50,14 @@ class ModelService:
             and limits.memory_bytes < self.oom_below_bytes
         )
         enough = limits.cpu_cores >= self.need_cores - 1e-9
+        throttled = 0.0 if enough else 1.0
         if limits.memory_bytes is not None and self.flaky_failures and enough:
             self.flaky_failures -= 1
             enough = False
+            throttled = 1.0
+        if any(abs(limits.cpu_cores - cores) < 1e-9 for cores in self.failing_limits):
+            enough = False
+            throttled = 0.0
         latency = 0.004 if enough else 0.9
         return TrialMeasurement(
             latency_seconds=latency,
@@ -58,7 +65,7 @@ class ModelService:
             failed_total=0,
             completed_rate_per_second=100.0 if enough else 80.0,
             cpu_used_cores=min(limits.cpu_cores, self.used_cores or self.need_cores),
-            throttled_period_ratio=0.0 if enough else 1.0,
+            throttled_period_ratio=throttled,
             peak_memory_bytes=self.peak_bytes,
             oom_kills=1 if oom else 0,
             stopped=oom,
@@ -267,3 +274,31 @@ def test_invalid_bounds_name_the_flag() -> None:
         SearchBounds(cpu_max_cores=0.005)
     with pytest.raises(UsageError, match="tolerance"):
         SearchBounds(cpu_max_cores=2, cpu_tolerance_ratio=0)
+
+
+def test_an_unthrottled_baseline_failure_says_cpu_does_not_help() -> None:
+    service = ModelService(need_cores=0.1, failing_limits=(2.0,))
+
+    result = search_limits(service, TARGET, SearchBounds(cpu_max_cores=2.0))
+
+    assert result.status == "slo_not_met"
+    assert "CPU is not what limits it" in result.cpu_explanation
+    assert "used 100m of 2000m" in result.cpu_explanation
+    assert "Raise --slo-cpu-max" not in result.cpu_explanation
+
+
+def test_an_unthrottled_failure_above_a_pass_is_noted_and_not_retried() -> None:
+    # 220m fails without throttling although 200m passed, the way a server with a
+    # full accept backlog fails at random.
+    service = ModelService(need_cores=0.2, failing_limits=(0.22,))
+
+    result = search_limits(service, TARGET, SearchBounds(cpu_max_cores=2.0))
+
+    verifications = [trial for trial in result.trials if trial.purpose == "verify"]
+    assert len(verifications) == 1
+    assert verifications[0].limits.cpu_cores == pytest.approx(0.22)
+    assert result.status == "unverified"
+    assert len(result.notes) == 2
+    assert "failed at 220m although trial" in result.notes[0]
+    assert "passed at 200m" in result.notes[0]
+    assert "more CPU would not help" in result.notes[1]
