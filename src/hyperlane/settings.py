@@ -723,6 +723,11 @@ def find_config_file(explicit: Path | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+# The key of each setting as the config file spells it, by section and field name,
+# so that an error names the key the user wrote.
+_SPELLINGS: dict[tuple[str, str], str] = {}
+
+
 def _read_config(path: Path | None) -> dict[str, dict[str, Any]]:
     if path is None:
         return {}
@@ -740,6 +745,8 @@ def _read_config(path: Path | None) -> dict[str, dict[str, Any]]:
                 f"such as [audit] or [load]"
             )
         sections[name] = {key.replace("-", "_"): item for key, item in value.items()}
+        for key in value:
+            _SPELLINGS[(name, key.replace("-", "_"))] = key
     return sections
 
 
@@ -764,7 +771,11 @@ def unit_of(field: FieldInfo) -> str | None:
 
 
 def _origin_of(
-    name: str, flags: dict[str, Any], section: str, file_values: dict[str, Any]
+    name: str,
+    flags: dict[str, Any],
+    section: str,
+    file_values: dict[str, Any],
+    config_path: Path | None,
 ) -> tuple[str, Any]:
     """Return where the value of setting ``name`` came from, and the text given."""
     if name in flags:
@@ -773,7 +784,9 @@ def _origin_of(
     if variable in os.environ:
         return variable, os.environ[variable]
     if name in file_values:
-        return f"{name} in [{section}] of {CONFIG_FILE_NAME}", file_values[name]
+        key = _SPELLINGS.get((section, name), name.replace("_", "-"))
+        file_name = str(config_path) if config_path is not None else CONFIG_FILE_NAME
+        return f"{key} in [{section}] of {file_name}", file_values[name]
     return f"the default of {name}", None
 
 
@@ -782,18 +795,28 @@ def _describe_error(
     model: type[CommandSettings],
     flags: dict[str, Any],
     file_values: dict[str, Any],
+    config_path: Path | None = None,
 ) -> str:
     fields = sorted(model.model_fields)
     messages = []
     for item in error.errors():
         name = str(item["loc"][0]) if item["loc"] else "?"
         if item["type"] == "extra_forbidden":
+            key = _SPELLINGS.get((model.section, name), name)
+            file_name = (
+                str(config_path) if config_path is not None else "the config file"
+            )
+            suggestion = _suggest(name, fields)
+            if "-" in key:
+                suggestion = suggestion.replace("_", "-")
             messages.append(
-                f"unknown setting {name!r} in [{model.section}] of the config file"
-                f"{_suggest(name, fields)}"
+                f"unknown setting {key!r} in [{model.section}] of {file_name}"
+                f"{suggestion}"
             )
             continue
-        origin, given_text = _origin_of(name, flags, model.section, file_values)
+        origin, given_text = _origin_of(
+            name, flags, model.section, file_values, config_path
+        )
         reason = str(item["msg"]).removeprefix("Value error, ")
         field = model.model_fields.get(name)
         unit = unit_of(field) if field is not None else None
@@ -814,7 +837,8 @@ def load_settings(
     Flags whose value is None were not given. Raises UsageError naming the setting, the
     value and the valid form.
     """
-    sections = _read_config(find_config_file(config_file))
+    config_path = find_config_file(config_file)
+    sections = _read_config(config_path)
     for name in sections:
         if name not in KNOWN_SECTIONS:
             raise UsageError(
@@ -831,7 +855,7 @@ def load_settings(
     except ValidationError as error:
         file_values = sections.get(model.section, {})
         raise UsageError(
-            _describe_error(error, model, given_flags, file_values)
+            _describe_error(error, model, given_flags, file_values, config_path)
         ) from None
     finally:
         _FILE_VALUES.reset(token)

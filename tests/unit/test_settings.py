@@ -133,6 +133,18 @@ def test_error_names_config_key(tmp_path: Path) -> None:
     assert "invalid value 'x' for connections in [audit]" in str(caught.value)
 
 
+def test_error_names_the_key_as_the_file_spells_it(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path / "h.toml", "[audit]\nstart-timeout = -1\nmemory-flor = 3\n"
+    )
+    with pytest.raises(UsageError) as raised:
+        load_settings(AuditSettings, {}, config)
+    message = str(raised.value)
+    assert f"for start-timeout in [audit] of {config}" in message
+    assert f"unknown setting 'memory-flor' in [audit] of {config}" in message
+    assert "did you mean 'memory-floor'?" in message
+
+
 def test_range_error_shows_given_text() -> None:
     with pytest.raises(UsageError) as caught:
         load_settings(AuditSettings, {"duration": "99999h"})
