@@ -288,6 +288,7 @@ def run_audit(
     with staged:
         observer.stage("engine", f"connecting to the {settings.engine} engine")
         engine = engine_factory(settings.engine)
+        engine.remove_orphans()
         tracker = _ContainerTracker(engine)
         try:
             outcome = _audit_stages(

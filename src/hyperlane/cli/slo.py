@@ -221,6 +221,7 @@ def run_slo_search(
         memory_floor_bytes=settings.memory_floor,
     )
     engine = connect(service.engine)
+    engine.remove_orphans()
     try:
         image = engine.get_image(service.image)
         port = service.container_port or _exposed_port(image.attrs, service.image)

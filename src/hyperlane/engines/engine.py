@@ -271,6 +271,35 @@ class Engine:
             ) from None
         return written_bytes
 
+    def remove_orphans(self) -> int:
+        """Remove the containers that killed hyperlane commands on this host left.
+
+        A container is an orphan when its creator's process id no longer runs.
+        Only a local engine is checked, since a process id means nothing on
+        another host. Return the number removed.
+        """
+        if not self.info.local:
+            return 0
+        try:
+            candidates = self.client.containers.list(
+                all=True, filters={"label": f"{CONTAINER_LABEL}=hyperlane"}
+            )
+        except docker.errors.APIError as error:
+            logger.warning("failed to list leftover containers: %s", error)
+            return 0
+        removed = 0
+        for container in candidates:
+            pid_text = container.labels.get(PROCESS_LABEL, "")
+            if not pid_text.isdigit() or _process_runs(int(pid_text)):
+                continue
+            self.remove_container(container)
+            removed += 1
+        if removed:
+            logger.info(
+                "removed %d container(s) that killed hyperlane commands left", removed
+            )
+        return removed
+
     def remove_container(self, container: Container) -> None:
         """Remove a container, running or not; a container already gone is fine."""
         try:
@@ -279,3 +308,14 @@ class Engine:
             return
         except docker.errors.APIError as error:
             logger.warning("failed to remove container %s: %s", container.name, error)
+
+
+def _process_runs(pid: int) -> bool:
+    """Return whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
