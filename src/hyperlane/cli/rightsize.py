@@ -353,6 +353,18 @@ def write_results_deploy_files(
     return written
 
 
+def _cores_text(cores: float) -> str:
+    """Return millicores below 10 cores and whole cores above, e.g. 6193 cores."""
+    return f"{cores * 1000:.0f}m" if cores < 10 else f"{cores:,.0f} cores"
+
+
+def _mebibytes_text(size_bytes: int) -> str:
+    """Return MiB below 10 GiB and GiB above, e.g. 92.5 GiB."""
+    if size_bytes < 10 * 2**30:
+        return f"{size_bytes / 2**20:.0f} MiB"
+    return f"{size_bytes / 2**30:,.1f} GiB"
+
+
 def render_results(results: list[ContainerResult], console: Console) -> None:
     """Print one table per container with every figure and where it comes from."""
     if not results:
@@ -385,12 +397,12 @@ def render_results(results: list[ContainerResult], console: Console) -> None:
             upper_cpu = (
                 "unbounded"
                 if bounds.cpu_upper_cores is None
-                else f"{bounds.cpu_upper_cores * 1000:.0f}m"
+                else _cores_text(bounds.cpu_upper_cores)
             )
             upper_memory = (
                 "unbounded"
                 if bounds.memory_upper_bytes is None
-                else f"{bounds.memory_upper_bytes / 2**20:.0f} MiB"
+                else _mebibytes_text(bounds.memory_upper_bytes)
             )
             table.add_row(
                 "bounds",
