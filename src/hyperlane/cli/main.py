@@ -660,7 +660,7 @@ def run() -> None:
     """Entry point of the ``hyperlane`` script."""
     # The modules imported so far live until exit. Freezing their objects keeps
     # the cyclic garbage collector, and its full collection at interpreter exit,
-    # from walking them again. That saved about 30 ms of the 0.23 s that
-    # `hyperlane image --json` took on a 23 MB archive (bench/image_vs_dive.py).
+    # from walking them again. In a process that imported the CLI and the image
+    # modules, that saved 32 ms of 0.229 s (medians, docs/benchmarks.md).
     gc.freeze()
     app()

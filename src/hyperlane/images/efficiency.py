@@ -29,6 +29,7 @@ of entries, except where a whiteout aborts a layer (see _layer_visits).
 
 from __future__ import annotations
 
+import heapq
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -111,20 +112,14 @@ _NO_CHILDREN: dict[str, _Node] = {}
 
 
 @dataclass(slots=True)
-class _PathTotals:
-    """The visits of one path, as dive's EfficiencyData counts them."""
+class _RepeatedPath:
+    """dive's EfficiencyData of a path that two or more leaf visits touch.
 
-    cumulative_bytes: int = 0
-    # -1 until the first visit, as in dive, and still -1 for a path whose only
-    # visit aborted its layer.
-    minimum_bytes: int = -1
-    count: int = 0
+    The smallest visit of each path is kept in a dict of its own.
+    """
 
-    def add(self, size_bytes: int) -> None:
-        self.cumulative_bytes += size_bytes
-        if self.minimum_bytes < 0 or size_bytes < self.minimum_bytes:
-            self.minimum_bytes = size_bytes
-        self.count += 1
+    cumulative_bytes: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +129,6 @@ class _Leaf:
     node: _Node
 
 
-def _is_dir(entry: LayerEntry) -> bool:
-    # Go's tar.Header.FileInfo().IsDir() also reads the mode's file type bits.
-    return entry.kind is EntryKind.DIRECTORY or stat.S_ISDIR(entry.mode)
-
-
 @dataclass(frozen=True, slots=True)
 class _LayerTree:
     """dive's tree of one layer and the nodes in it whose names start with ".wh."."""
@@ -146,18 +136,14 @@ class _LayerTree:
     root: _Node
     # The names from the root of each such node, and its parent node.
     whiteouts: list[tuple[tuple[str, ...], _Node]]
+    # Sum of the size_bytes of the layer's records, dive's layer size.
+    size_bytes: int
 
 
-def _split_header_names(entry: LayerEntry) -> tuple[str, str]:
-    """Return the components of ENTRY's member name, as dive adds it to the tree:
-    all but the last joined with "/", and the last."""
-    if entry.kind is EntryKind.WHITEOUT:
-        parent, _, base = entry.path.rpartition("/")
-        return parent, WHITEOUT_PREFIX + base
-    if entry.kind is EntryKind.OPAQUE:
-        return entry.path, OPAQUE_MARKER
-    parent, _, base = entry.path.rpartition("/")
-    return parent, base
+_OPAQUE = EntryKind.OPAQUE
+_WHITEOUT = EntryKind.WHITEOUT
+_DIRECTORY = EntryKind.DIRECTORY
+_S_IFMT = 0o170000
 
 
 def _layer_tree(entries: Sequence[LayerEntry]) -> _LayerTree:
@@ -167,8 +153,19 @@ def _layer_tree(entries: Sequence[LayerEntry]) -> _LayerTree:
     # Nodes by the names of their path joined with "/". Nodes are only ever added,
     # so the node of a parent path stays valid for every later member under it.
     parents: dict[str, _Node] = {"": root}
+    layer_bytes = 0
     for entry in entries:
-        parent_key, last = _split_header_names(entry)
+        size_bytes = entry.size_bytes
+        layer_bytes += size_bytes
+        # The components of the member name, as dive adds it to the tree: all but
+        # the last joined with "/", and the last.
+        kind = entry.kind
+        if kind is _OPAQUE:
+            parent_key, last = entry.path, OPAQUE_MARKER
+        else:
+            parent_key, _, last = entry.path.rpartition("/")
+            if kind is _WHITEOUT:
+                last = WHITEOUT_PREFIX + last
         node = parents.get(parent_key)
         complete = True
         if node is None:
@@ -188,19 +185,21 @@ def _layer_tree(entries: Sequence[LayerEntry]) -> _LayerTree:
             if not complete:
                 continue
             parents[parent_key] = node
+        # Go's tar.Header.FileInfo().IsDir() also reads the mode's file type bits.
+        is_dir = kind is _DIRECTORY or entry.mode & _S_IFMT == stat.S_IFDIR
         child = node.children.get(last)
-        if child is None:
-            if last.startswith(_SKIPPED_PREFIX):
-                continue
-            child = _Node()
-            node.add_child(last, child)
-            if last.startswith(WHITEOUT_PREFIX):
-                names = parent_key.split("/") if parent_key else []
-                whiteouts.append(((*names, last), node))
-        # A later member at the same path replaces the header, not the children.
-        child.size_bytes = entry.size_bytes
-        child.is_dir = _is_dir(entry)
-    return _LayerTree(root, whiteouts)
+        if child is not None:
+            # A later member at the same path replaces the header, not the children.
+            child.size_bytes = size_bytes
+            child.is_dir = is_dir
+            continue
+        if last.startswith(_SKIPPED_PREFIX):
+            continue
+        node.add_child(last, _Node(size_bytes, is_dir))
+        if last.startswith(WHITEOUT_PREFIX):
+            names = parent_key.split("/") if parent_key else []
+            whiteouts.append(((*names, last), node))
+    return _LayerTree(root, whiteouts, layer_bytes)
 
 
 def _walk(root: _Node) -> Iterator[tuple[tuple[str, ...], _Node, _Node]]:
@@ -394,10 +393,17 @@ def compute_dive_efficiency(
     """
     # NOTE: dive rejects a layer tar that contains a PAX global header, so it reports
     # nothing for such an image, while these figures are still computed.
-    totals: dict[str, _PathTotals] = {}
+    # The smallest visit of each path. A path whose only visit aborted its layer
+    # keeps -1, as dive's EfficiencyData starts its minimum. Most paths are visited
+    # once, so only the paths visited again get a _RepeatedPath.
+    minimum_bytes: dict[str, int] = {}
+    repeated: dict[str, _RepeatedPath] = {}
+    cumulative_sum = 0
     stack = _DiveStack()
+    layer_sizes: list[int] = []
     for index, entries in enumerate(layer_entries):
         layer = _layer_tree(entries)
+        layer_sizes.append(layer.size_bytes)
         shared = False
         if index == 0:
             # dive's StackTreeRange starts from a copy of the first tree, so the
@@ -408,43 +414,45 @@ def compute_dive_efficiency(
             stack.root = layer.root if shared else _copy_tree(layer.root)
         visits, aborted_path = _layer_visits(layer.root, stack)
         for path, size_bytes in visits:
-            path_totals = totals.get(path)
+            cumulative_sum += size_bytes
+            lowest = minimum_bytes.get(path)
+            # Visits add 0 bytes or more, so only the -1 of an aborted visit is
+            # below 0, and the next visit is the path's first one that counts.
+            if lowest is None or lowest < 0:
+                minimum_bytes[path] = size_bytes
+                continue
+            if size_bytes < lowest:
+                minimum_bytes[path] = size_bytes
+            path_totals = repeated.get(path)
             if path_totals is None:
-                # The totals of a first visit.
-                totals[path] = _PathTotals(size_bytes, size_bytes, 1)
+                repeated[path] = _RepeatedPath(lowest + size_bytes, 2)
             else:
-                path_totals.add(size_bytes)
+                path_totals.cumulative_bytes += size_bytes
+                path_totals.count += 1
         del visits
         if aborted_path is not None:
-            totals.setdefault(aborted_path, _PathTotals())
+            minimum_bytes.setdefault(aborted_path, -1)
         if not shared:
             stack.apply(layer)
 
-    minimum_sum = sum(path.minimum_bytes for path in totals.values())
-    cumulative_sum = sum(path.cumulative_bytes for path in totals.values())
+    minimum_sum = sum(minimum_bytes.values())
     # float() of each sum, as dive's Go code converts them before dividing.
     efficiency = 1.0
     if cumulative_sum:
         efficiency = float(minimum_sum) / float(cumulative_sum)
 
-    inefficient = [
-        InefficientFile(path, totals_.count, totals_.cumulative_bytes)
-        for path, totals_ in totals.items()
-        if totals_.count >= 2
-    ]
     # NOTE: dive orders ties with Go's unstable sort, so equal sizes may list in
     # another order than this path order.
-    inefficient.sort(
+    largest = heapq.nsmallest(
+        INEFFICIENT_FILES_LISTED,
+        repeated.items(),
         key=lambda item: (
-            -item.cumulative_bytes,
-            item.path.encode("utf-8", "surrogateescape"),
-        )
+            -item[1].cumulative_bytes,
+            item[0].encode("utf-8", "surrogateescape"),
+        ),
     )
-    wasted_bytes = sum(item.cumulative_bytes for item in inefficient)
+    wasted_bytes = sum(totals.cumulative_bytes for totals in repeated.values())
 
-    layer_sizes = [
-        sum(entry.size_bytes for entry in entries) for entries in layer_entries
-    ]
     user_size_bytes = sum(layer_sizes[1:])
     user_wasted_percent = None
     if user_size_bytes:
@@ -456,6 +464,9 @@ def compute_dive_efficiency(
         user_wasted_percent=user_wasted_percent,
         user_size_bytes=user_size_bytes,
         size_bytes=sum(layer_sizes),
-        inefficient_file_count=len(inefficient),
-        inefficient_files=inefficient[:INEFFICIENT_FILES_LISTED],
+        inefficient_file_count=len(repeated),
+        inefficient_files=[
+            InefficientFile(path, totals.count, totals.cumulative_bytes)
+            for path, totals in largest
+        ],
     )

@@ -242,23 +242,32 @@ def compile_rules(
     Python's regex engine tries alternatives left to right, so a full match
     reports the first rule in table order that matches.
     """
-    return _compile_groups(rules, kept_locales, range(len(rules)))
+    return _compile_groups(
+        rules,
+        kept_locales,
+        [(index, rule.patterns) for index, rule in enumerate(rules)],
+    )
 
 
 def _compile_groups(
-    rules: Sequence[JunkRule], kept_locales: Iterable[str], indexes: Iterable[int]
+    rules: Sequence[JunkRule],
+    kept_locales: Iterable[str],
+    groups: Iterable[tuple[int, Sequence[str]]],
 ) -> re.Pattern[str]:
-    """Compile the rules of RULES at INDEXES as compile_rules does, in that order."""
+    """Compile GROUPS in their order, as compile_rules compiles every rule.
+
+    Each group is an index into RULES and the patterns of that rule to include.
+    """
     locale_excludes = [f"{_LOCALE_DIRECTORY}/{name}/**" for name in kept_locales]
-    groups = []
-    for index in indexes:
+    alternatives = []
+    for index, patterns in groups:
         rule = rules[index]
         exclude = list(rule.exclude)
         if rule.keep_selected_locales:
             exclude += locale_excludes
         guard = f"(?!(?:{_alternatives(exclude)})\\Z)" if exclude else ""
-        groups.append(f"(?P<r{index}>{guard}(?:{_alternatives(rule.patterns)}))")
-    return re.compile("|".join(groups), re.DOTALL)
+        alternatives.append(f"(?P<r{index}>{guard}(?:{_alternatives(patterns)}))")
+    return re.compile("|".join(alternatives), re.DOTALL)
 
 
 def _locale_names(value: str) -> set[str]:
@@ -341,48 +350,71 @@ class _RuleMatcher:
     """The first rule of RULES that matches a path, as compile_rules' regex finds it.
 
     The patterns that start with "**" are the slow ones to try, because they may
-    match at any depth. A rule with such a pattern is left out of the regex for
-    a path that contains none of its patterns' required literals, since it cannot
-    match that path. Each set of rules left out gets its own regex.
+    match at any depth. Such a pattern is left out of the regex for a path that
+    lacks the pattern's required literal, since it cannot match that path, and a
+    rule is left out when none of its patterns remain. Each set of patterns left
+    out gets its own regex. Most paths contain none of the literals, which one
+    search finds out.
     """
 
     def __init__(self, rules: Sequence[JunkRule], kept_locales: Sequence[str]) -> None:
         self._rules = rules
         self._kept_locales = kept_locales
-        # (bit of the rule, literals of its patterns) of each rule that may be
-        # left out.
-        self._checks: list[tuple[int, tuple[str, ...]]] = []
-        for index, rule in enumerate(rules):
-            if not any(p.lstrip("/").startswith("**") for p in rule.patterns):
-                continue
-            literals = tuple({_required_literal(p) for p in rule.patterns})
-            if all(literals):
-                self._checks.append((1 << index, literals))
-        # Regexes by the bits of the rules that they leave out.
+        # Each pattern that can be left out, as its bit in a left-out mask and its
+        # required literal.
+        self._checks: list[tuple[int, str]] = []
+        # The bit of each pattern of each rule, 0 for one that is never left out.
+        self._pattern_bits: list[list[int]] = []
+        for rule in rules:
+            bits = []
+            for pattern in rule.patterns:
+                literal = _required_literal(pattern)
+                bit = 0
+                if pattern.lstrip("/").startswith("**") and literal:
+                    bit = 1 << len(self._checks)
+                    self._checks.append((bit, literal))
+                bits.append(bit)
+            self._pattern_bits.append(bits)
+        self._all_left_out = sum(bit for bit, _ in self._checks)
+        literals = sorted({literal for _, literal in self._checks})
+        self._any_literal = re.compile("|".join(map(re.escape, literals)))
         self._matchers: dict[int, re.Pattern[str] | None] = {}
 
     def rule_index(self, path: str) -> int | None:
         """Return the index of the first rule that matches PATH, else None."""
-        left_out = 0
-        for bit, literals in self._checks:
-            for literal in literals:
-                if literal in path:
-                    break
-            else:
-                left_out |= bit
+        if self._checks and self._any_literal.search(path) is None:
+            left_out = self._all_left_out
+        else:
+            left_out = 0
+            for bit, literal in self._checks:
+                if literal not in path:
+                    left_out |= bit
         if left_out in self._matchers:
             matcher = self._matchers[left_out]
         else:
             matcher = self._compile(left_out)
         if matcher is None:
             return None
-        return _rule_index(matcher, path)
+        match = matcher.fullmatch(path)
+        if match is None or match.lastgroup is None:
+            return None
+        return int(match.lastgroup[1:])
 
     def _compile(self, left_out: int) -> re.Pattern[str] | None:
-        indexes = [i for i in range(len(self._rules)) if not left_out & (1 << i)]
+        groups = []
+        for index, rule in enumerate(self._rules):
+            bits = self._pattern_bits[index]
+            patterns = [
+                pattern
+                for pattern, bit in zip(rule.patterns, bits, strict=True)
+                if not left_out & bit
+            ]
+            # A rule without patterns stays, as compile_rules keeps it.
+            if patterns or not rule.patterns:
+                groups.append((index, patterns))
         matcher = None
-        if indexes:
-            matcher = _compile_groups(self._rules, self._kept_locales, indexes)
+        if groups:
+            matcher = _compile_groups(self._rules, self._kept_locales, groups)
         self._matchers[left_out] = matcher
         return matcher
 

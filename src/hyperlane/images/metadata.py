@@ -115,11 +115,48 @@ class _Tree:
         self._directories[path.rpartition("/")[0]] = node
         return node, base
 
+    def is_empty(self) -> bool:
+        """Return True when the tree has no path at all."""
+        return not self._root
+
     def put(self, path: str, record: LayerEntry) -> None:
         directory, base = self._parent(path)
         if isinstance(directory.get(base), dict):
             self._forget_directories()
         directory[base] = record
+
+    def put_records(self, records: Sequence[LayerEntry]) -> None:
+        """Put each record of RECORDS but whiteouts and opaque markers, in order.
+
+        A directory is put as put_directory does, a hard link as its target's
+        record, and every other kind as put does, with the parent lookup of those
+        inlined, because the first layer puts tens of thousands of records.
+        """
+        directories = self._directories
+        for record in records:
+            kind = record.kind
+            if kind is EntryKind.DIRECTORY:
+                self.put_directory(record.path)
+                continue
+            if kind is EntryKind.HARDLINK:
+                assert record.link_target is not None
+                # NOTE: the target is looked up after this layer's whiteouts, so a
+                # link to a lower file that the same layer deletes later in its
+                # tar is dropped here, although the stacking keeps it.
+                target = self.lookup(normalize_member_path(record.link_target))
+                if target is not None:
+                    self.put(record.path, target)
+                continue
+            if kind is EntryKind.WHITEOUT or kind is EntryKind.OPAQUE:
+                continue
+            path = record.path
+            parent_path, _, base = path.rpartition("/")
+            directory = directories.get(parent_path)
+            if directory is None:
+                directory, base = self._parent(path)
+            if isinstance(directory.get(base), dict):
+                self._forget_directories()
+            directory[base] = record
 
     def put_directory(self, path: str) -> None:
         directory, base = self._parent(path)
@@ -170,19 +207,7 @@ def _apply_layer(tree: _Tree, entries: Sequence[LayerEntry]) -> None:
             tree.remove(entry.path)
         elif entry.kind is EntryKind.OPAQUE:
             tree.clear(entry.path)
-    for entry in entries:
-        if entry.kind is EntryKind.DIRECTORY:
-            tree.put_directory(entry.path)
-        elif entry.kind is EntryKind.HARDLINK:
-            assert entry.link_target is not None
-            # NOTE: the target is looked up after this layer's whiteouts, so a
-            # link to a lower file that the same layer deletes later in its tar
-            # is dropped here, although the stacking keeps it.
-            target = tree.lookup(normalize_member_path(entry.link_target))
-            if target is not None:
-                tree.put(entry.path, target)
-        elif entry.kind not in (EntryKind.WHITEOUT, EntryKind.OPAQUE):
-            tree.put(entry.path, entry)
+    tree.put_records(entries)
 
 
 def _layer_report(
@@ -213,11 +238,13 @@ def find_metadata_changes(
     for layer_index, entries in enumerate(layer_entries):
         copies: list[LayerEntry] = []
         changed: set[str] = set()
-        for entry in entries:
-            fields = _metadata_only(entry, tree)
-            if fields:
-                copies.append(entry)
-                changed.update(fields)
+        # An empty tree, as below the first layer, has no file to copy again.
+        if not tree.is_empty():
+            for entry in entries:
+                fields = _metadata_only(entry, tree)
+                if fields:
+                    copies.append(entry)
+                    changed.update(fields)
         if copies:
             layers.append(_layer_report(layer_index, copies, changed))
         _apply_layer(tree, entries)

@@ -14,8 +14,15 @@ import pytest
 
 from hyperlane.images import analyze_archive
 from hyperlane.images.archive import _MemberData
+from hyperlane.images.efficiency import compute_dive_efficiency
 from hyperlane.images.entries import EntryKind, LayerEntry
-from hyperlane.images.junk import JUNK_RULES, _rule_index, _RuleMatcher, compile_rules
+from hyperlane.images.junk import (
+    JUNK_RULES,
+    JunkRule,
+    _rule_index,
+    _RuleMatcher,
+    compile_rules,
+)
 from hyperlane.images.layers import _unsigned_checksum
 from hyperlane.images.metadata import _Tree
 from tests.unit.images.builders import Entry, detailed_archive, directory, file
@@ -62,6 +69,22 @@ def test_rule_matcher_matches_regex(kept_locales: list[str]) -> None:
     regex = compile_rules(JUNK_RULES, kept_locales)
     matcher = _RuleMatcher(JUNK_RULES, kept_locales)
     for path in _junk_paths():
+        assert matcher.rule_index(path) == _rule_index(regex, path), path
+
+
+def test_rule_matcher_custom_rules() -> None:
+    """Rules that mix anchored and "**" patterns, patterns without a literal and a
+    rule without patterns pick the same rule as the full regex."""
+    rules = (
+        JunkRule("none", "no patterns", "-", ()),
+        JunkRule("mixed", "mixed", "-", ("/usr/share/doc/**", "**/*.a", "**/.git/**")),
+        JunkRule("any", "every name", "-", ("**/*",), exclude=("**/keep",)),
+        JunkRule("late", "never reached", "-", ("**/lib.a",)),
+    )
+    regex = compile_rules(rules)
+    matcher = _RuleMatcher(rules, [])
+    paths = [*_junk_paths(), "keep", "a/keep", "x.a", "usr/share/doc/keep", ""]
+    for path in paths:
         assert matcher.rule_index(path) == _rule_index(regex, path), path
 
 
@@ -116,6 +139,38 @@ def test_tree_remove_and_clear() -> None:
     tree.put("a/b/c", _record("a/b/c"))
     tree.clear("")
     assert tree.lookup("a/b/c") is None
+
+
+def test_inefficient_files_largest_first() -> None:
+    """More repeated paths than the report lists, with tied sizes, come out as a
+    full sort by cumulative bytes and then path would order them."""
+
+    def layer(index: int) -> list[LayerEntry]:
+        return [
+            LayerEntry(
+                index,
+                f"d/p{n:02d}",
+                EntryKind.FILE,
+                n % 3,
+                0o644,
+                0,
+                0,
+                None,
+                None,
+                False,
+            )
+            for n in range(30)
+        ]
+
+    dive = compute_dive_efficiency([layer(0), layer(1)])
+    expected = sorted(
+        (f"/d/p{n:02d}" for n in range(30)),
+        key=lambda path: (-(int(path[-2:]) % 3), path),
+    )
+    assert dive.inefficient_file_count == 30
+    assert [item.path for item in dive.inefficient_files] == expected[:20]
+    assert all(item.count == 2 for item in dive.inefficient_files)
+    assert dive.wasted_bytes == sum(2 * (n % 3) for n in range(30))
 
 
 def test_first_layer_whiteout_efficiency(tmp_path: Path) -> None:
