@@ -58,15 +58,45 @@ def _optional_memory_bytes(value: object) -> int | None:
 
 
 OptionalBytes = Annotated[int | None, BeforeValidator(_optional_memory_bytes)]
+
+
+def _percent_number(value: object) -> object:
+    """Accept "10%" for 10, and "off" and its synonyms for None."""
+    value = _off_to_none(value)
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return value.strip()[:-1].strip()
+    return value
+
+
 OptionalPercent = Annotated[
-    float | None, Field(ge=0, le=100), BeforeValidator(_off_to_none)
+    float | None,
+    Field(ge=0, le=100, allow_inf_nan=False),
+    BeforeValidator(_percent_number),
 ]
 # dive's user wasted percent exceeds 100 when a base-layer file is rewritten.
 OptionalUnboundedPercent = Annotated[
-    float | None, Field(ge=0, allow_inf_nan=False), BeforeValidator(_off_to_none)
+    float | None,
+    Field(ge=0, allow_inf_nan=False),
+    BeforeValidator(_percent_number),
 ]
+
+
+def _ratio_number(value: object) -> object:
+    """Reject a percentage where a ratio is meant, with the ratio to write instead."""
+    value = _off_to_none(value)
+    try:
+        number = float(str(value).strip().removesuffix("%")) if value is not None else 0
+    except ValueError:
+        return value
+    if (isinstance(value, str) and value.strip().endswith("%")) or 1 < number <= 100:
+        raise ValueError(
+            f"a ratio from 0 to 1 is expected; write {number / 100:g} for {number:g} %"
+        )
+    return value
+
+
 OptionalRatio = Annotated[
-    float | None, Field(ge=0, le=1), BeforeValidator(_off_to_none)
+    float | None, Field(ge=0, le=1, allow_inf_nan=False), BeforeValidator(_ratio_number)
 ]
 
 
@@ -354,10 +384,13 @@ class ImageSettings(CommandSettings):
     @field_validator("platform")
     @classmethod
     def _check_platform(cls, value: str | None) -> str | None:
+        # Platform names compare case-insensitively, as the image analysis does.
+        if value is not None:
+            value = value.lower()
         if value is not None and not _PLATFORM.match(value):
             raise ValueError(
-                "a platform is OS/ARCHITECTURE or OS/ARCHITECTURE/VARIANT in "
-                "lowercase, e.g. linux/arm64 or linux/arm/v7"
+                "a platform is OS/ARCHITECTURE or OS/ARCHITECTURE/VARIANT, e.g. "
+                "linux/arm64 or linux/arm/v7"
             )
         return value
 

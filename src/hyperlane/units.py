@@ -85,6 +85,11 @@ def parse_memory_bytes(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"invalid memory quantity {value!r}; use e.g. 100Mi")
     if isinstance(value, int):
+        if value < 0:
+            raise ValueError(
+                f"invalid memory quantity {value!r}; use a size of 0 or more, e.g. "
+                "100Mi"
+            )
         return value
     match = _MEMORY_PATTERN.match(str(value))
     if match is None:
@@ -100,6 +105,11 @@ def parse_memory_bytes(value: object) -> int:
         raise ValueError(
             f"invalid memory unit {unit!r} in {value!r}; use Ki, Mi, Gi, k, m, g or b"
         )
+    if factor == 1 and not float(number).is_integer():
+        raise ValueError(
+            f"invalid memory quantity {value!r}; a byte count is a whole number, or "
+            "use a unit such as 1.5Mi"
+        )
     return math.ceil(float(number) * factor)
 
 
@@ -113,6 +123,14 @@ def format_bytes(value: float | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def format_bandwidth(bits_per_second: float, separator: str = " ") -> str:
+    """Format a rate in the largest decimal unit it reaches, e.g. ``100 Mbit/s``."""
+    for suffix, factor in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if bits_per_second >= factor:
+            return f"{bits_per_second / factor:g}{separator}{suffix}"
+    return f"{bits_per_second:g}{separator}bit/s"
 
 
 def format_seconds(value: float | None) -> str:

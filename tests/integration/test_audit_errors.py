@@ -311,3 +311,27 @@ def test_occupied_output_directory(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.USAGE_ERROR, result.stderr
     assert "is not empty" in result.stderr
     assert (out_dir / "notes.txt").read_text() == "keep me"
+
+
+def test_image_without_a_command(
+    engine_name: str,
+    engine_client: docker.DockerClient,
+    busybox_image: str,
+    tmp_path: Path,
+) -> None:
+    # The busybox test image has neither CMD nor ENTRYPOINT.
+    out_dir = tmp_path / "report"
+    result = run_hyperlane(
+        "audit",
+        busybox_image,
+        "--engine",
+        engine_name,
+        "--port",
+        "8080",
+        "--out",
+        str(out_dir),
+    )
+    assert result.returncode == ExitCode.IMAGE_INVALID, result.stderr
+    assert busybox_image in result.stderr
+    assert "give the image a command (CMD or ENTRYPOINT)" in result.stderr
+    _assert_nothing_left(out_dir, tmp_path, engine_client)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hyperlane.errors import UsageError
-from hyperlane.settings import AuditSettings, LoadSettings, load_settings
+from hyperlane.settings import AuditSettings, ImageSettings, LoadSettings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -186,3 +186,32 @@ def test_quantity_bounds(flags: dict[str, str], fragment: str) -> None:
 def test_config_directory_rejected(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="is a directory"):
         load_settings(AuditSettings, {}, tmp_path)
+
+
+def test_negative_byte_limit_in_file_rejected(tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "h.toml", "[image]\nmax-hidden-bytes = -5\n")
+    with pytest.raises(UsageError) as raised:
+        load_settings(ImageSettings, {}, config)
+    assert "invalid value -5 for max-hidden-bytes" in str(raised.value)
+
+
+def test_fractional_byte_count_rejected() -> None:
+    with pytest.raises(UsageError) as raised:
+        load_settings(ImageSettings, {"max_hidden_bytes": "2.5"})
+    assert "whole number" in str(raised.value)
+
+
+def test_percent_sign_accepted() -> None:
+    settings = load_settings(ImageSettings, {"max_hidden_percent": "12.5%"})
+    assert settings.max_hidden_percent == 12.5
+
+
+def test_percentage_for_a_ratio_names_the_ratio() -> None:
+    with pytest.raises(UsageError) as raised:
+        load_settings(ImageSettings, {"min_dive_efficiency": "95"})
+    assert "write 0.95 for 95 %" in str(raised.value)
+
+
+def test_platform_is_case_insensitive() -> None:
+    settings = load_settings(ImageSettings, {"platform": "Linux/AMD64"})
+    assert settings.platform == "linux/amd64"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import logging
 import signal
 import sys
@@ -134,7 +135,7 @@ def _run(action: Callable[[], int], verbose: bool) -> None:
         if not isinstance(error, KeyboardInterrupt) and not _interrupted.is_set():
             raise
         typer.echo(
-            "hyperlane: interrupted; containers it started were removed", err=True
+            "hyperlane: interrupted; any containers it started were removed", err=True
         )
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as error:
@@ -586,7 +587,9 @@ def _argument(name: str, annotation: Any, default: Any, help_text: str) -> Any:
     return inspect.Parameter(
         name,
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        default=typer.Argument(default, help=help_text, show_default=False),
+        default=typer.Argument(
+            default, help=help_text, show_default=False, metavar=name.upper()
+        ),
         annotation=annotation,
     )
 
@@ -663,4 +666,9 @@ def run() -> None:
     # from walking them again. In a process that imported the CLI and the image
     # modules, that saved 32 ms of 0.229 s (medians, docs/benchmarks.md).
     gc.freeze()
+    # A file name that is not UTF-8 holds lone surrogates, which a strict UTF-8
+    # stream cannot write, so the summaries show them as \udcXX escapes instead.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     app()

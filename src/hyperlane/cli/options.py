@@ -10,6 +10,7 @@ import typer
 from pydantic.fields import FieldInfo
 
 from hyperlane.settings import ENV_PREFIX, CommandSettings, unit_of
+from hyperlane.units import format_bandwidth
 
 # Options every command takes besides its settings.
 COMMON_PARAMETERS = [
@@ -62,6 +63,8 @@ def _format_default(value: Any, unit: str | None) -> str:
         return f"{value:g}s"
     if unit == "cores":
         return f"{value * 1000:g}m"
+    if unit == "bits/s":
+        return format_bandwidth(value, separator="")
     if unit == "bytes" and value % 2**20 == 0:
         return f"{value // 2**20}Mi"
     return str(value)

@@ -185,6 +185,13 @@ class Engine:
                 f"the {self.info.name} engine failed to export image {image.id}: "
                 f"{error}"
             ) from None
+        except OSError as error:
+            raise UsageError(
+                f"cannot write the export of image {image.id} to {str(destination)!r} "
+                f"after {written_bytes} bytes: {error.strerror}; the export needs "
+                f"free space about the image's size in {str(destination.parent)!r}, "
+                "so free some or point TMPDIR at a larger directory"
+            ) from None
         logger.info("exported %s: %d bytes", image.id, written_bytes)
         return destination
 
@@ -217,6 +224,14 @@ class Engine:
                 f"image {image!r} not found in the {self.info.name} engine"
             ) from None
         except docker.errors.APIError as error:
+            explanation = str(error.explanation or "").lower()
+            if error.status_code == 400 or "no command" in explanation:
+                # The engine rejected the image's config, e.g. no command at all.
+                raise ImageInvalid(
+                    f"the {self.info.name} engine cannot run image {image!r}: "
+                    f"{error.explanation or error}; give the image a command (CMD "
+                    "or ENTRYPOINT) that starts the service"
+                ) from None
             raise EngineUnavailable(
                 f"the {self.info.name} engine failed to create a container from "
                 f"{image!r}: {error}"

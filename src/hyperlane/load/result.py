@@ -194,6 +194,22 @@ class LoadResult:
     """Self-check findings that make the figures less trustworthy, such as a
     saturated generator CPU or a rate that the generator could not keep."""
 
+    def failure_counts(self) -> tuple[int, int]:
+        """Return the requests that ended and, of those, the failed ones.
+
+        A request ended with a response or a transport error. It failed with an
+        error or a status other than 2xx or 3xx.
+        """
+        bad_status = sum(
+            count
+            for status_class, count in self.status_classes.items()
+            if status_class not in ("2xx", "3xx")
+        )
+        return (
+            self.requests_total + self.errors_total,
+            self.errors_total + bad_status,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-ready dict."""
         return asdict(self)

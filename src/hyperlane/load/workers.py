@@ -76,8 +76,12 @@ def run_load_workers(
             "or more."
         )
     if workers == 1:
-        return run(
-            spec, progress=progress, progress_interval_seconds=progress_interval_seconds
+        return with_error_warning(
+            run(
+                spec,
+                progress=progress,
+                progress_interval_seconds=progress_interval_seconds,
+            )
         )
     build_target(spec)
     if workers > spec.connections:
@@ -101,7 +105,29 @@ def run_load_workers(
             spec.requests,
         )
     pool = _WorkerPool(shares, run, progress, progress_interval_seconds)
-    return pool.run()
+    return with_error_warning(pool.run())
+
+
+# Above this share of failed requests, the figures describe a failing service.
+ERROR_SHARE_WARNING = 0.01
+
+
+def with_error_warning(result: LoadResult) -> LoadResult:
+    """Return the result with a warning when over 1 % of its requests failed."""
+    attempts, failed = result.failure_counts()
+    if attempts == 0 or failed <= ERROR_SHARE_WARNING * attempts:
+        return result
+    kinds = ", ".join(
+        f"{kind} {count}" for kind, count in result.errors.items() if count
+    )
+    detail = f" (errors: {kinds})" if kinds else ""
+    message = (
+        f"{failed} of {attempts} requests failed ({failed / attempts * 100:.1f} %)"
+        f"{detail}, so latency, rate and sizing describe a failing service; "
+        "lower --connections or --rate, or check the server"
+    )
+    logger.warning("%s", message)
+    return dataclasses.replace(result, warnings=[*result.warnings, message])
 
 
 def split_spec(spec: LoadSpec, workers: int) -> list[LoadSpec]:

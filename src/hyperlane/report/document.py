@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +28,21 @@ def document_header(kind: str) -> dict[str, Any]:
     }
 
 
+# Lone surrogates: Python's surrogateescape form of the bytes of a file name that
+# is not UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    """Return the document as indented JSON, valid UTF-8 whatever its names hold.
+
+    A name that is not UTF-8 reaches here with each invalid byte as a lone
+    surrogate (U+DC80 to U+DCFF). UTF-8 cannot encode those, so each is written as
+    a JSON escape such as \\udcff, and json.loads(...).encode("utf-8",
+    "surrogateescape") gives back the original bytes.
+    """
+    text = json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def write_text_atomically(path: Path, text: str, mode: int = 0o644) -> None:

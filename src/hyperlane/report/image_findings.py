@@ -7,7 +7,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from hyperlane.units import format_bytes, format_seconds
+from hyperlane.units import format_bandwidth, format_bytes, format_seconds
 
 # Rows of the largest files and junk categories that the summary shows.
 SUMMARY_ROWS = 3
@@ -77,7 +77,7 @@ def _largest_text(largest: list[dict[str, Any]]) -> str:
 
 
 def _pull_text(pull: dict[str, Any]) -> str:
-    bandwidth = f"{pull['bandwidth_bits_per_second'] / 1e6:g} Mbit/s"
+    bandwidth = format_bandwidth(pull["bandwidth_bits_per_second"])
     text = (
         f"{format_seconds(pull['pull_seconds_estimate'])} for "
         f"{format_bytes(pull['transfer_bytes_estimate'])} at {bandwidth}"

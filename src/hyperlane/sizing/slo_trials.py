@@ -201,16 +201,11 @@ def _measurement(
     detail: str,
 ) -> TrialMeasurement:
     unsent = result.requests_unsent or 0
-    bad_status = sum(
-        count
-        for status_class, count in result.status_classes.items()
-        if status_class not in ("2xx", "3xx")
-    )
     # Sends that never went out because every connection was busy are not
     # failures here: the completed rate catches an overloaded service, while the
     # last send due at the very stop would count as one spurious failure.
-    attempts = result.requests_total + result.errors_total
-    failed = result.errors_total + bad_status
+    attempts, failed = result.failure_counts()
+    bad_status = failed - result.errors_total
     latency = None
     if result.latency.count:
         histogram = decode_histogram(result.histogram, "the trial's load result")

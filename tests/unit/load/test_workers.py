@@ -349,3 +349,25 @@ def test_worker_startup_overlap() -> None:
         )
     assert len(arrivals) == 2
     assert abs(arrivals[1] - arrivals[0]) < 0.1
+
+
+def _server_error(sock: socket.socket, server: TestServer, index: int) -> bool:
+    sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    return True
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failed_requests_above_one_percent_warn(workers: int) -> None:
+    with servers.serving(_server_error) as server:
+        spec = LoadSpec(url=server.url, connections=2, requests=200)
+        result = run_load_workers(spec, workers)
+    warnings = [text for text in result.warnings if "requests failed" in text]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("200 of 200 requests failed (100.0 %)")
+
+
+def test_a_clean_run_has_no_failure_warning() -> None:
+    with servers.serving(servers.keep_alive) as server:
+        spec = LoadSpec(url=server.url, connections=2, requests=200)
+        result = run_load_workers(spec, 1)
+    assert not [text for text in result.warnings if "requests failed" in text]
