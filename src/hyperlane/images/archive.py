@@ -422,6 +422,20 @@ def _docker_plan(store: _BlobStore, platform: Platform | None) -> _ImagePlan:
         )
     # NOTE: an archive of several images yields its first entry, whatever platform.
     entry = manifest[0]
+    if len(manifest) > 1:
+        tags = [
+            ", ".join(item.get("RepoTags") or []) or str(item.get("Config"))
+            for item in manifest
+            if isinstance(item, dict)
+        ]
+        logger.warning(
+            "%s holds %d images; analysing the first (%s) and not %s. Save one "
+            "image per archive to analyse another",
+            store.label,
+            len(manifest),
+            tags[0] if tags else "?",
+            "; ".join(tags[1:]) or "the others",
+        )
     if not isinstance(entry, dict):
         raise ImageInvalid(
             f"manifest.json in {store.label!r} has entry {entry!r:.60}, expected an "

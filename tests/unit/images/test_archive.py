@@ -359,14 +359,17 @@ def test_to_dict_json(tmp_path: Path) -> None:
     assert document["sparse_files"] == []
 
 
-def test_first_manifest_entry(tmp_path: Path) -> None:
+def test_first_manifest_entry(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     first = docker_archive_members([LOWER], repo_tags=["example.test/first:1"])
     second = docker_archive_members([UPPER], repo_tags=["example.test/second:1"])
     entries = json.loads(first["manifest.json"]) + json.loads(second["manifest.json"])
     members = {**second, **first, "manifest.json": json.dumps(entries).encode()}
-    result = analyze_archive(write_tar(tmp_path / "image.tar", members))
+    with caplog.at_level(logging.WARNING, logger="hyperlane.images.archive"):
+        result = analyze_archive(write_tar(tmp_path / "image.tar", members))
     assert result.reference == "example.test/first:1"
     assert len(result.layers) == 1
+    assert "holds 2 images; analysing the first (example.test/first:1)" in caplog.text
+    assert "and not example.test/second:1" in caplog.text
 
 
 def platform_layout(tmp_path: Path) -> Path:
