@@ -21,6 +21,8 @@ import docker.errors
 import pytest
 from docker.models.containers import Container
 
+from hyperlane.engines.engine import process_runs
+
 ENGINE_SOCKETS = {
     "docker": "unix:///var/run/docker.sock",
     "podman": "unix:///run/podman/podman.sock",
@@ -105,15 +107,7 @@ def _remove_stale_containers(client: docker.DockerClient) -> None:
 
 def _creator_alive(pid_text: str | None) -> bool:
     """Return whether the process that a container's pid label names still runs."""
-    if pid_text is None or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_text is not None and pid_text.isdigit() and process_runs(int(pid_text))
 
 
 @pytest.fixture(scope="session", params=sorted(ENGINE_SOCKETS))

@@ -24,6 +24,7 @@ from docker.models.images import Image
 from hyperlane.engines import Engine, connect
 from hyperlane.errors import ServiceNotReady, UsageError
 from hyperlane.images import ImageAnalysis, analyze_archive, parse_source
+from hyperlane.images.config import first_tcp_port
 from hyperlane.load import LoadProgress, LoadResult
 from hyperlane.load.config import spec_from_settings, worker_count
 from hyperlane.load.hgrm import write_hgrm
@@ -130,10 +131,9 @@ def _resolve_image(engine: Engine, reference: str | None) -> tuple[Image, str]:
 def _container_port(settings: AuditSettings, analysis: ImageAnalysis) -> int:
     if settings.port is not None:
         return settings.port
-    for exposed in analysis.config.exposed_ports:
-        number, _, protocol = exposed.partition("/")
-        if protocol in ("", "tcp") and number.isdigit():
-            return int(number)
+    port = first_tcp_port(analysis.config.exposed_ports)
+    if port is not None:
+        return port
     raise UsageError(
         f"image {analysis.reference or analysis.image_id!r} exposes no TCP port; pass "
         "--port with the port the service listens on inside the container"

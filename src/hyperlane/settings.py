@@ -133,6 +133,18 @@ class _TomlSectionSource(PydanticBaseSettingsSource):
         return dict(self._values)
 
 
+def _check_request_path(value: str) -> str:
+    """Return an HTTP path setting unchanged, or raise ValueError for an invalid one."""
+    # A fragment is never sent to a server, and HTTP/1.1 request targets are
+    # printable ASCII, so other characters must be percent-encoded.
+    if not _REQUEST_PATH.match(value):
+        raise ValueError(
+            "a path starts with / and contains only printable ASCII without "
+            "spaces or '#'; percent-encode other characters, e.g. /caf%C3%A9"
+        )
+    return value
+
+
 def _cpu_floor_field() -> Any:
     """Return the field of the lowest CPU request, shared by audit and rightsize."""
     return Field(
@@ -299,17 +311,7 @@ class AuditSettings(LoadSettings):
     cpu_floor: Cores = _cpu_floor_field()
     memory_floor: Bytes = _memory_floor_field()
 
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, value: str) -> str:
-        # A fragment is never sent to a server, and HTTP/1.1 request targets are
-        # printable ASCII, so other characters must be percent-encoded.
-        if not _REQUEST_PATH.match(value):
-            raise ValueError(
-                "a path starts with / and contains only printable ASCII without "
-                "spaces or '#'; percent-encode other characters, e.g. /caf%C3%A9"
-            )
-        return value
+    _check_path = field_validator("path")(_check_request_path)
 
 
 class ImageSettings(CommandSettings):
@@ -713,10 +715,7 @@ class RightsizeSettings(CommandSettings):
         "scrape interval, e.g. 60s.",
     )
 
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, value: str) -> str:
-        return AuditSettings._check_path(value)
+    _check_path = field_validator("path")(_check_request_path)
 
     @field_validator("env")
     @classmethod

@@ -155,7 +155,7 @@ def test_rightsize_recording_without_samples_exit_2(tmp_path: Path) -> None:
     assert "No container samples" in result.stderr
 
 
-def test_rightsize_out_takes_image_port_and_path_from_the_report(
+def test_rightsize_out_uses_report_image(
     tmp_path: Path,
 ) -> None:
     samples = make_series([0.2] * 10, [50 * MIB] * 11)

@@ -133,7 +133,7 @@ def test_error_names_config_key(tmp_path: Path) -> None:
     assert "invalid value 'x' for connections in [audit]" in str(caught.value)
 
 
-def test_error_names_the_key_as_the_file_spells_it(tmp_path: Path) -> None:
+def test_error_names_key_as_spelled(tmp_path: Path) -> None:
     config = _write_config(
         tmp_path / "h.toml", "[audit]\nstart-timeout = -1\nmemory-flor = 3\n"
     )

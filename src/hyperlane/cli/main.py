@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -46,6 +46,9 @@ app = typer.Typer(
     # columns.
     rich_markup_mode=None,
 )
+
+if TYPE_CHECKING:
+    from hyperlane.report.outdir import StagedDirectory
 
 logger = logging.getLogger("hyperlane")
 
@@ -461,7 +464,7 @@ def monitor_command(**kwargs: Any) -> None:
     _run(action, common["verbose"])
 
 
-def _rightsize_output(out: Path | None, inputs: list[Path]) -> Any:
+def _rightsize_output(out: Path | None, inputs: list[Path]) -> StagedDirectory | None:
     """Return the staged --out directory, checked before any work, or None."""
     from hyperlane.report.outdir import StagedDirectory, check_output
 
@@ -472,7 +475,7 @@ def _rightsize_output(out: Path | None, inputs: list[Path]) -> Any:
 
 
 def _finish_rightsize(
-    staged: Any, document: dict[str, Any], common: dict[str, Any]
+    staged: StagedDirectory | None, document: dict[str, Any], common: dict[str, Any]
 ) -> None:
     """Write report.json into the staged --out and commit it, then print."""
     from hyperlane.report.document import dumps, write_text_atomically
@@ -504,17 +507,16 @@ def _rightsize_slo(
             outcome = run_slo_search(inputs, settings, observer)
         document = document_header("rightsize")
         document["strategy"] = settings.strategy
-        keep = staged is not None and outcome.recommendation is not None
-        if keep:
-            outcome.deploy_files = write_slo_deploy_files(
-                outcome, staged.path / "deploy"
-            )
+        # A search that found no limits writes nothing, so --out stays as it was.
+        kept = staged if outcome.recommendation is not None else None
+        if kept is not None:
+            outcome.deploy_files = write_slo_deploy_files(outcome, kept.path / "deploy")
         document.update(outcome.to_dict())
-        _finish_rightsize(staged if keep else None, document, common)
+        _finish_rightsize(kept, document, common)
     if not common["json_output"]:
         render_slo(outcome, _stdout_console())
-        if keep:
-            typer.echo(f"Report: {staged.target / 'report.json'}")
+        if kept is not None:
+            typer.echo(f"Report: {kept.target / 'report.json'}")
     check_outcome(outcome)
     return int(ExitCode.SUCCESS)
 
@@ -666,7 +668,7 @@ def run() -> None:
     # from walking them again. In a process that imported the CLI and the image
     # modules, that saved 32 ms of 0.229 s (medians, docs/benchmarks.md).
     gc.freeze()
-    # A file name that is not UTF-8 holds lone surrogates, which a strict UTF-8
+    # A file name that is not UTF-8 contains lone surrogates, which a strict UTF-8
     # stream cannot write, so the summaries show them as \udcXX escapes instead.
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hyperlane.errors import UsageError
+from hyperlane.images.config import first_tcp_port
 from hyperlane.metrics.prometheus import read_prometheus
 from hyperlane.metrics.recording import RecordingReader
 from hyperlane.metrics.sample import Sample
@@ -130,14 +131,9 @@ def _read_report(path: Path) -> list[ContainerInput]:
         containers = [_report_samples(path, document)]
     image = (document.get("image") or {}).get("reference")
     audit_settings = document.get("settings") or {}
-    exposed = [
-        int(number)
-        for number, _, protocol in (
-            str(item).partition("/") for item in config.get("exposed_ports") or []
-        )
-        if number.isdigit() and protocol in ("", "tcp")
-    ]
-    port = audit_settings.get("port") or (exposed[0] if exposed else None)
+    port = audit_settings.get("port") or first_tcp_port(
+        config.get("exposed_ports") or []
+    )
     for container in containers:
         container.env = env
         container.command = command
@@ -300,15 +296,15 @@ def rightsize(inputs: list[Path], settings: RightsizeSettings) -> list[Container
     return results
 
 
-def _deploy_name(container: str, taken: set[str]) -> str:
-    """Return a DNS label for the container's name, unique among TAKEN."""
-    label = re.sub(r"[^a-z0-9-]+", "-", container.lower()).strip("-")[:50] or "app"
-    label = label.strip("-") or "app"
+def _deploy_name(container: str, used_names: set[str]) -> str:
+    """Return a DNS label for the container's name, not yet in used_names."""
+    label = re.sub(r"[^a-z0-9-]+", "-", container.lower()).strip("-")
+    label = label[:50].strip("-") or "app"
     candidate, number = label, 2
-    while candidate in taken:
+    while candidate in used_names:
         candidate = f"{label}-{number}"
         number += 1
-    taken.add(candidate)
+    used_names.add(candidate)
     return candidate
 
 
@@ -318,14 +314,14 @@ def write_results_deploy_files(
     """Write each sized container's deploy files into DEPLOY_DIR/NAME/.
 
     NAME is the container's name as a DNS label. A container without figures or
-    without a known image gets no files, with a warning that says why.
+    without a known image gets no files, with a warning that gives the reason.
     """
     from hyperlane.report.deploy import write_deploy_files
 
     written: list[ContainerResult] = []
-    taken: set[str] = set()
+    used_names: set[str] = set()
     for result in results:
-        name = _deploy_name(result.sizing.container, taken)
+        name = _deploy_name(result.sizing.container, used_names)
         if result.sizing.recommendation.status != "ok":
             logger.warning(
                 "No deploy files for %s: not enough data to size it",

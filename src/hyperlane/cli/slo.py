@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hyperlane.errors import ThresholdFailed, UsageError
+from hyperlane.images.config import first_tcp_port
 from hyperlane.settings import RightsizeSettings
 from hyperlane.sizing.policy import MIB, SizingPolicy
 from hyperlane.sizing.recommend import Recommendation
@@ -181,10 +182,9 @@ def _host_cores() -> float:
 
 def _exposed_port(attributes: dict[str, Any], image: str) -> int:
     exposed = (attributes.get("Config") or {}).get("ExposedPorts") or {}
-    for key in exposed:
-        number, _, protocol = str(key).partition("/")
-        if protocol in ("", "tcp") and number.isdigit():
-            return int(number)
+    port = first_tcp_port(sorted(exposed))
+    if port is not None:
+        return port
     raise UsageError(
         f"Image {image!r} exposes no TCP port: pass --port with the port the "
         "service listens on inside the container."

@@ -305,7 +305,7 @@ class Engine:
         removed = 0
         for container in candidates:
             pid_text = container.labels.get(PROCESS_LABEL, "")
-            if not pid_text.isdigit() or _process_runs(int(pid_text)):
+            if not pid_text.isdigit() or process_runs(int(pid_text)):
                 continue
             self.remove_container(container)
             removed += 1
@@ -325,7 +325,7 @@ class Engine:
             logger.warning("failed to remove container %s: %s", container.name, error)
 
 
-def _process_runs(pid: int) -> bool:
+def process_runs(pid: int) -> bool:
     """Return whether a process with this id exists on this host."""
     try:
         os.kill(pid, 0)

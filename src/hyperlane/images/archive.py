@@ -429,7 +429,7 @@ def _docker_plan(store: _BlobStore, platform: Platform | None) -> _ImagePlan:
             if isinstance(item, dict)
         ]
         logger.warning(
-            "%s holds %d images; analysing the first (%s) and not %s. Save one "
+            "%s contains %d images; analysing the first (%s) and not %s. Save one "
             "image per archive to analyse another",
             store.label,
             len(manifest),

@@ -7,6 +7,7 @@ invalid.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,3 +127,16 @@ def parse_config(document: object, where: str) -> ConfigBlob:
         created=_optional_string(document.get("created"), where, "created"),
         settings=_settings(settings, where),
     )
+
+
+def first_tcp_port(exposed_ports: Iterable[str]) -> int | None:
+    """Return the first TCP port of an image's exposed ports, e.g. 8080 of "8080/tcp".
+
+    A port without a protocol is TCP, as in a Dockerfile's EXPOSE. None when the
+    image exposes no TCP port.
+    """
+    for exposed in exposed_ports:
+        number, _, protocol = str(exposed).partition("/")
+        if protocol in ("", "tcp") and number.isdigit():
+            return int(number)
+    return None

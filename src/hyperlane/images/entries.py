@@ -88,7 +88,7 @@ def content_xxh3_128(reader: IO[bytes] | None) -> bytes:
     return digest.digest()
 
 
-# The kinds of the type flags that entry_kind tells apart by the TarInfo methods
+# The kinds of the type flags that entry_kind distinguishes with the TarInfo methods
 # isdir, islnk, issym and isreg, which test the same flags.
 _KIND_BY_TYPE = {
     tarfile.DIRTYPE: EntryKind.DIRECTORY,

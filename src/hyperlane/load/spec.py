@@ -294,26 +294,26 @@ def _parse_url(url: str) -> tuple[str, int, str, str, bool]:
     """Split ``url`` into connect host, port, Host header value, request target and
     whether it uses TLS."""
     hint = "Pass a URL such as 'http://127.0.0.1:8080/'."
-    shown = display_url(url)
+    shown_url = display_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as error:
-        raise UsageError(f"Invalid url {shown!r}: {error}. {hint}") from error
+        raise UsageError(f"Invalid url {shown_url!r}: {error}. {hint}") from error
     if parts.scheme not in _DEFAULT_PORTS:
         raise UsageError(
-            f"Invalid url {shown!r}: the scheme must be 'http' or 'https'. {hint}"
+            f"Invalid url {shown_url!r}: the scheme must be 'http' or 'https'. {hint}"
         )
     host = parts.hostname
     if not host:
-        raise UsageError(f"Invalid url {shown!r}: the host is missing. {hint}")
+        raise UsageError(f"Invalid url {shown_url!r}: the host is missing. {hint}")
     if port == 0:
         raise UsageError(
-            f"Invalid url {shown!r}: port 0 cannot be connected to. {hint}"
+            f"Invalid url {shown_url!r}: port 0 cannot be connected to. {hint}"
         )
     if parts.username is not None or parts.password is not None:
         raise UsageError(
-            f"Invalid url {shown!r}: user information (user:password@) is not "
+            f"Invalid url {shown_url!r}: user information (user:password@) is not "
             "supported. Remove it, and from Python pass credentials in an "
             "Authorization header through LoadSpec.headers."
         )
@@ -328,8 +328,8 @@ def _parse_url(url: str) -> tuple[str, int, str, str, bool]:
         target = f"{target}?{parts.query}"
     if _FORBIDDEN_VALUE_CHARACTERS.search(target) or " " in target:
         raise UsageError(
-            f"Invalid url {shown!r}: the path contains spaces or control characters. "
-            "Percent-encode them."
+            f"Invalid url {shown_url!r}: the path contains spaces or control "
+            "characters. Percent-encode them."
         )
     return host, port, host_header, target, parts.scheme == "https"
 

@@ -1,14 +1,14 @@
-"""The SLO search: the smallest CPU and memory limits under which a target still holds.
+"""The SLO search: the smallest CPU and memory limits under which a target is met.
 
 Each trial runs the service under one pair of limits with an open-model load at the
 target rate and measures it. The search first runs a baseline under the largest CPU
 limit, then looks for the smallest passing CPU limit. It starts at the CPU that the
 baseline used and widens by a factor of 1.5 until a failing and a passing limit
 bracket the boundary. Then it bisects until the bracket is narrower than the
-tolerance. Memory comes from the
-peak working set of all trials plus a margin, and a last trial under both limits
-checks that the SLO holds and no OOM kill happens; after a kill the memory limit
-rises as the VPA recommender raises it (max(peak + 100 MiB, peak x 1.2)).
+tolerance. Memory comes from the peak working set of all trials plus a margin.
+A last trial under both limits checks that the SLO is met without an OOM kill.
+After a kill the memory limit rises as the VPA recommender raises it, to
+max(peak + 100 MiB, peak x 1.2).
 
 The trials themselves run elsewhere (hyperlane.sizing.slo_trials runs them on an
 engine), so the search can be checked against any TrialRunner.
@@ -245,6 +245,7 @@ def judge(target: SloTarget, measurement: TrialMeasurement) -> tuple[bool, str]:
     passed = True
     percentile = f"p{target.latency_percentile:g}"
     limit_ms = target.latency_seconds * 1000
+
     if measurement.latency_seconds is None:
         passed = False
         parts.append(
@@ -257,6 +258,7 @@ def judge(target: SloTarget, measurement: TrialMeasurement) -> tuple[bool, str]:
         parts.append(
             f"{percentile} {latency_ms:.1f} ms {'<=' if ok else '>'} {limit_ms:.1f} ms"
         )
+
     error_ratio = measurement.error_ratio
     ok = error_ratio <= target.max_error_ratio
     passed &= ok
@@ -264,6 +266,7 @@ def judge(target: SloTarget, measurement: TrialMeasurement) -> tuple[bool, str]:
         f"errors {error_ratio * 100:.2f} % {'<=' if ok else '>'} "
         f"{target.max_error_ratio * 100:.2f} %"
     )
+
     lowest_rate = target.rate_per_second * target.min_rate_ratio
     ok = measurement.completed_rate_per_second >= lowest_rate
     passed &= ok
@@ -271,6 +274,7 @@ def judge(target: SloTarget, measurement: TrialMeasurement) -> tuple[bool, str]:
         f"{measurement.completed_rate_per_second:.1f} req/s "
         f"{'>=' if ok else '<'} {lowest_rate:.1f} req/s"
     )
+
     if measurement.oom_kills:
         passed = False
         parts.append(f"{measurement.oom_kills} OOM kill(s)")
@@ -390,7 +394,7 @@ def search_limits(
     """Find the smallest CPU limit and a memory limit that keep the SLO.
 
     observer receives each trial as it ends, for progress. The result lists every
-    trial; its status says whether the figures hold.
+    trial, and its status is "ok" only when the verification trial passed.
     """
     trials = _Trials(runner, target, observer)
     resolution = bounds.cpu_resolution_cores

@@ -155,11 +155,9 @@ class EngineTrialRunner:
 def _container_stopped(
     container: Container,
 ) -> tuple[bool, str]:
-    try:
-        container.reload()
-    except docker.errors.NotFound:
+    state = _state(container)
+    if not state:
         return True, "the container was removed during the trial"
-    state = container.attrs["State"]
     if state.get("Running"):
         return False, ""
     return True, (

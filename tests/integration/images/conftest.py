@@ -2,9 +2,8 @@
 
 The minbase root file system comes from tests/integration/rootfs.py, which caches
 it per machine. Each engine imports it as a base image and builds the test image on
-it; both carry a label with the hash of their inputs and are kept, so that a later
-session reuses them instead of rebuilding, and images of an older recipe are
-removed.
+it. Both carry a label with the hash of their inputs and are kept, so that a later
+session reuses them instead of rebuilding. Images of an older recipe are removed.
 """
 
 from __future__ import annotations

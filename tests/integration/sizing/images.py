@@ -1,7 +1,7 @@
 """A Debian Python image whose HTTP server burns a fixed CPU time per request.
 
 The root file system is debootstrap minbase with python3, cached per machine by
-tests/integration/rootfs.py. The server answers every GET after spinning for
+tests/integration/rootfs.py. The server responds to every GET after spinning for
 BURN_SECONDS of its own thread's CPU time, so its CPU need at a request rate is
 known: 100 requests/s need about 0.2 cores, plus what parsing and answering cost.
 """

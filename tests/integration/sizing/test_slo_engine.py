@@ -93,7 +93,7 @@ def _containers_left(client: docker.DockerClient, name_part: str) -> list[str]:
     ]
 
 
-def test_search_finds_a_cpu_limit_near_the_known_need(
+def test_slo_limit_near_known_need(
     search: dict[str, Any], docker_client: docker.DockerClient
 ) -> None:
     slo = search["slo"]
@@ -108,7 +108,8 @@ def test_search_finds_a_cpu_limit_near_the_known_need(
     passing = slo["cpu_passing_cores"]
     assert NEED_CORES * 0.8 <= passing <= NEED_CORES * 1.2
     failing = slo["cpu_failing_cores"]
-    assert failing is not None and failing < passing
+    assert failing is not None
+    assert failing < passing
     # Every search trial below the need failed; the recommendation adds the
     # stated margin to the smallest passing limit.
     for trial in slo["trials"]:
@@ -119,12 +120,13 @@ def test_search_finds_a_cpu_limit_near_the_known_need(
         trial["purpose"] == "verify" and not trial["passed"] for trial in slo["trials"]
     )
     verify = slo["trials"][-1]
-    assert verify["purpose"] == "verify" and verify["passed"]
+    assert verify["purpose"] == "verify"
+    assert verify["passed"]
     assert verify["limits"]["memory_bytes"] == slo["memory_limit_bytes"]
     assert _containers_left(docker_client, "hyperlane-slo-") == []
 
 
-def test_deploy_files_carry_the_limits_found(search: dict[str, Any]) -> None:
+def test_slo_deploy_files_carry_limits(search: dict[str, Any]) -> None:
     out = Path(search["_out"]) / "deploy"
     names = sorted(path.name for path in out.iterdir())
     assert "docker-run.sh" in names
@@ -151,7 +153,7 @@ def _wait_ready(url: str, deadline_seconds: float) -> None:
         time.sleep(0.1)
 
 
-def test_the_slo_holds_when_the_load_is_rerun_under_the_limits(
+def test_slo_holds_on_rerun_under_limits(
     search: dict[str, Any],
     burner: str,
     docker_client: docker.DockerClient,
@@ -200,7 +202,7 @@ def test_the_slo_holds_when_the_load_is_rerun_under_the_limits(
         container.remove(force=True)
 
 
-def test_a_target_missed_at_the_largest_limit_exits_3_and_writes_nothing(
+def test_slo_unmet_exits_3_writes_nothing(
     burner: str, tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
     out = tmp_path / "deploy"
@@ -226,7 +228,7 @@ def test_a_target_missed_at_the_largest_limit_exits_3_and_writes_nothing(
     assert _containers_left(docker_client, "hyperlane-slo-") == []
 
 
-def test_bad_slo_input_names_the_value_and_the_fix(burner: str) -> None:
+def test_slo_bad_input_exit_codes(burner: str) -> None:
     missing_rate = run_hyperlane(
         "rightsize", "--strategy", "slo", "--engine", "docker", "--image", burner
     )

@@ -368,7 +368,9 @@ def test_first_manifest_entry(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
         result = analyze_archive(write_tar(tmp_path / "image.tar", members))
     assert result.reference == "example.test/first:1"
     assert len(result.layers) == 1
-    assert "holds 2 images; analysing the first (example.test/first:1)" in caplog.text
+    assert (
+        "contains 2 images; analysing the first (example.test/first:1)" in caplog.text
+    )
     assert "and not example.test/second:1" in caplog.text
 
 

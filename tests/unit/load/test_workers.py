@@ -366,7 +366,7 @@ def test_failed_requests_above_one_percent_warn(workers: int) -> None:
     assert warnings[0].startswith("200 of 200 requests failed (100.0 %)")
 
 
-def test_a_clean_run_has_no_failure_warning() -> None:
+def test_clean_run_no_failure_warning() -> None:
     with servers.serving(servers.keep_alive) as server:
         spec = LoadSpec(url=server.url, connections=2, requests=200)
         result = run_load_workers(spec, 1)

@@ -3,8 +3,8 @@
 The error tests run Debian's prometheus binary with an empty data directory, so bad
 PromQL, a wrong path, an empty result and rejected basic authentication come from a
 real server. The join, merge and chunking tests use StubPrometheus, a small HTTP
-server on 127.0.0.1 that serves /api/v1/query_range from canned series. It stands in
-for Prometheus where a real one would need data that is costly to generate (11,000
+server on 127.0.0.1 that serves /api/v1/query_range from canned series. It replaces
+Prometheus where a real one would need data that is costly to generate (11,000
 points and more per series, or two step points with different working sets for one
 scrape), and for what a real one never returns on demand (an HTML error page from a
 proxy, HTTP 403 or 503, a reply slower than the timeout).

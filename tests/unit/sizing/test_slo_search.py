@@ -72,7 +72,7 @@ class ModelService:
         )
 
 
-def test_search_brackets_the_need_within_the_tolerance() -> None:
+def test_search_brackets_need_within_tolerance() -> None:
     service = ModelService(need_cores=0.213)
     bounds = SearchBounds(cpu_max_cores=2.0, cpu_margin_ratio=0.0)
 
@@ -91,7 +91,7 @@ def test_search_brackets_the_need_within_the_tolerance() -> None:
     assert result.trials[1].limits.cpu_cores == pytest.approx(0.22)
 
 
-def test_margin_and_rounding_set_the_recommended_limit() -> None:
+def test_search_limit_adds_margin_and_rounds() -> None:
     service = ModelService(need_cores=0.3)
     bounds = SearchBounds(cpu_max_cores=2.0, cpu_margin_ratio=0.1)
 
@@ -103,7 +103,7 @@ def test_margin_and_rounding_set_the_recommended_limit() -> None:
     assert "300m + 10 % margin = 330m" in result.cpu_explanation
 
 
-def test_a_baseline_that_uses_less_than_it_needs_still_converges() -> None:
+def test_search_widens_past_low_baseline_usage() -> None:
     # A service whose latency needs more than its mean usage: the first guess
     # fails, and the search widens upwards by 1.5x before bisecting.
     service = ModelService(need_cores=0.5, used_cores=0.2)
@@ -119,7 +119,7 @@ def test_a_baseline_that_uses_less_than_it_needs_still_converges() -> None:
     assert 0.5 <= result.cpu_passing_cores <= 0.5 * 1.05 + 0.01
 
 
-def test_no_failure_down_to_the_minimum_recommends_the_minimum() -> None:
+def test_search_stops_at_cpu_minimum() -> None:
     service = ModelService(need_cores=0.001, used_cores=0.001)
     bounds = SearchBounds(cpu_max_cores=1.0, cpu_min_cores=0.05, cpu_margin_ratio=0)
 
@@ -130,7 +130,7 @@ def test_no_failure_down_to_the_minimum_recommends_the_minimum() -> None:
     assert "no limit down to 50m failed" in result.cpu_explanation
 
 
-def test_a_target_missed_at_the_largest_limit_is_reported_not_guessed() -> None:
+def test_search_reports_unmet_baseline() -> None:
     service = ModelService(need_cores=3.0)
 
     result = search_limits(service, TARGET, SearchBounds(cpu_max_cores=2.0))
@@ -142,7 +142,7 @@ def test_a_target_missed_at_the_largest_limit_is_reported_not_guessed() -> None:
     assert "not met even at the largest CPU limit 2 cores" in result.cpu_explanation
 
 
-def test_memory_is_the_peak_of_all_trials_plus_the_margin() -> None:
+def test_search_memory_is_peak_plus_margin() -> None:
     service = ModelService(need_cores=0.2, peak_bytes=300 * MIB)
 
     result = search_limits(service, TARGET, SearchBounds(cpu_max_cores=2.0))
@@ -151,7 +151,7 @@ def test_memory_is_the_peak_of_all_trials_plus_the_margin() -> None:
     assert result.trials[-1].limits.memory_bytes == 345 * MIB
 
 
-def test_a_small_peak_is_floored() -> None:
+def test_search_memory_floor_applies() -> None:
     service = ModelService(need_cores=0.2, peak_bytes=7 * MIB)
 
     result = search_limits(service, TARGET, SearchBounds(cpu_max_cores=2.0))
@@ -160,7 +160,7 @@ def test_a_small_peak_is_floored() -> None:
     assert "(floored)" in result.memory_explanation
 
 
-def test_an_oom_kill_in_verification_raises_memory_as_the_vpa_does() -> None:
+def test_search_oom_kill_raises_memory() -> None:
     service = ModelService(
         need_cores=0.2, peak_bytes=300 * MIB, oom_below_bytes=400 * MIB
     )
@@ -177,7 +177,7 @@ def test_an_oom_kill_in_verification_raises_memory_as_the_vpa_does() -> None:
     assert "OOM-killed at 345 MiB" in result.memory_explanation
 
 
-def test_a_failed_verification_raises_cpu_and_a_lasting_failure_is_unverified() -> None:
+def test_search_verification_retries_then_unverified() -> None:
     flaky = ModelService(need_cores=0.2, flaky_failures=1)
     bounds = SearchBounds(cpu_max_cores=2.0, cpu_margin_ratio=0.0)
 
@@ -195,7 +195,7 @@ def test_a_failed_verification_raises_cpu_and_a_lasting_failure_is_unverified() 
     assert sum(trial.purpose == "verify" for trial in result.trials) == 3
 
 
-def test_the_search_stops_at_max_trials() -> None:
+def test_search_stops_at_max_trials() -> None:
     service = ModelService(need_cores=0.2131)
     bounds = SearchBounds(
         cpu_max_cores=2.0,
@@ -210,7 +210,7 @@ def test_the_search_stops_at_max_trials() -> None:
     assert sum(trial.purpose == "search" for trial in result.trials) == 3
 
 
-def test_judge_names_each_figure_against_its_target() -> None:
+def test_judge_names_each_figure() -> None:
     measurement = TrialMeasurement(
         latency_seconds=0.030,
         attempts_total=1000,
@@ -230,7 +230,7 @@ def test_judge_names_each_figure_against_its_target() -> None:
     )
 
 
-def test_no_successful_request_fails_with_full_error_ratio() -> None:
+def test_judge_no_success_fails_fully() -> None:
     measurement = TrialMeasurement(
         latency_seconds=None,
         attempts_total=0,
@@ -261,22 +261,20 @@ def test_no_successful_request_fails_with_full_error_ratio() -> None:
         ({"max_error_ratio": 1.5}, "max_error_ratio"),
     ],
 )
-def test_an_invalid_target_names_the_value(
-    changes: dict[str, float], named: str
-) -> None:
+def test_target_invalid_names_value(changes: dict[str, float], named: str) -> None:
     values = {"rate_per_second": 100.0, "latency_seconds": 0.05, **changes}
     with pytest.raises(UsageError, match=named):
         SloTarget(**values)
 
 
-def test_invalid_bounds_name_the_flag() -> None:
+def test_bounds_invalid_names_flag() -> None:
     with pytest.raises(UsageError, match="--slo-cpu-max"):
         SearchBounds(cpu_max_cores=0.005)
     with pytest.raises(UsageError, match="tolerance"):
         SearchBounds(cpu_max_cores=2, cpu_tolerance_ratio=0)
 
 
-def test_an_unthrottled_baseline_failure_says_cpu_does_not_help() -> None:
+def test_search_unthrottled_baseline_not_cpu_bound() -> None:
     service = ModelService(need_cores=0.1, failing_limits=(2.0,))
 
     result = search_limits(service, TARGET, SearchBounds(cpu_max_cores=2.0))
@@ -287,7 +285,7 @@ def test_an_unthrottled_baseline_failure_says_cpu_does_not_help() -> None:
     assert "Raise --slo-cpu-max" not in result.cpu_explanation
 
 
-def test_an_unthrottled_failure_above_a_pass_is_noted_and_not_retried() -> None:
+def test_search_notes_unthrottled_inconsistent_failure() -> None:
     # 220m fails without throttling although 200m passed, the way a server with a
     # full accept backlog fails at random.
     service = ModelService(need_cores=0.2, failing_limits=(0.22,))
