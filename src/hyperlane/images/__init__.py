@@ -1,6 +1,6 @@
 """Image analysis: per-layer sizes, stacking counts and hidden bytes of an archive.
 
-The analysis streams each layer blob once and never unpacks to disk.
+The analysis reads each layer blob as a stream and never unpacks to disk.
 """
 
 from hyperlane.images.archive import analyze_archive, detect_layout

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -21,11 +22,18 @@ import zstandard
 
 from hyperlane.errors import ImageInvalid, UsageError
 from hyperlane.images.config import ConfigBlob, parse_config
+from hyperlane.images.digests import BlobRegion, DigestWorker
 from hyperlane.images.duplicates import find_duplicates
 from hyperlane.images.efficiency import compute_dive_efficiency
 from hyperlane.images.junk import find_junk
 from hyperlane.images.largest import find_largest_files
-from hyperlane.images.layers import GZIP_MAGIC, ZSTD_MAGIC, LayerStream, read_layer
+from hyperlane.images.layers import (
+    GZIP_MAGIC,
+    ZSTD_MAGIC,
+    LayerRead,
+    LayerStream,
+    read_layer,
+)
 from hyperlane.images.metadata import find_metadata_changes
 from hyperlane.images.model import ImageAnalysis, LayerAnalysis
 from hyperlane.images.platforms import (
@@ -99,6 +107,8 @@ class _MemberData(io.RawIOBase):
         self._descriptor = descriptor
         self._position = offset
         self._end = offset + size
+        # Where the member's data lies in the archive file.
+        self.region = BlobRegion(descriptor, offset, size)
 
     def readable(self) -> bool:
         return True
@@ -612,18 +622,25 @@ def _oci_plan(store: _BlobStore, platform: Platform | None) -> _ImagePlan:
     return _ImagePlan(reference, config_path, config_digest, layers, unchecked_platform)
 
 
+def _hidden_bytes(reads: list[LayerRead], visible_ids: set[int]) -> list[int]:
+    """Return each layer's regular-file bytes that the final file system hides."""
+    return [
+        sum(
+            inode.content_bytes
+            for inode in read.counts.inodes
+            if inode.regular and id(inode) not in visible_ids
+        )
+        for read in reads
+    ]
+
+
 def _layer_figures(
-    streams: list[LayerStream], visible_ids: set[int], history: list[str | None]
+    streams: list[LayerStream], hidden: list[int], history: list[str | None]
 ) -> list[LayerAnalysis]:
     """Build each layer's figures once the whole stack is known."""
     layers = []
     for index, stream in enumerate(streams):
         counts = stream.counts
-        hidden = sum(
-            inode.content_bytes
-            for inode in counts.inodes
-            if inode.regular and id(inode) not in visible_ids
-        )
         layers.append(
             LayerAnalysis(
                 index=index,
@@ -634,7 +651,7 @@ def _layer_figures(
                 files_added=counts.files_added,
                 files_modified=counts.files_modified,
                 files_removed=counts.files_removed,
-                hidden_bytes=hidden,
+                hidden_bytes=hidden[index],
                 entries=counts.entries,
                 tar_bytes=stream.tar_bytes,
             )
@@ -691,18 +708,66 @@ def _check_config_platform(
     )
 
 
+def _region_of(reader: IO[bytes]) -> BlobRegion | None:
+    """Return where the bytes of READER lie in an open file, None if they do not.
+
+    That is a member read in place from an uncompressed archive, or a regular file
+    of an OCI layout, read from its start.
+    """
+    if not isinstance(reader, io.BufferedReader):
+        return None
+    raw = reader.raw
+    if isinstance(raw, _MemberData):
+        return raw.region
+    if isinstance(raw, io.FileIO) and reader.tell() == 0:
+        status = os.fstat(raw.fileno())
+        if stat.S_ISREG(status.st_mode):
+            return BlobRegion(raw.fileno(), 0, status.st_size)
+    return None
+
+
 def _stack_layers(
-    store: _BlobStore, plan: _ImagePlan, diff_ids: list[str]
-) -> tuple[FileSystemStack, list[LayerStream]]:
-    """Apply each layer of PLAN to a new stack, checking its digests and size."""
+    store: _BlobStore, plan: _ImagePlan, diff_ids: list[str], digests: DigestWorker
+) -> tuple[FileSystemStack, list[LayerRead]]:
+    """Apply each layer of PLAN to a new stack.
+
+    The digests of plain blobs in files are computed by DIGESTS while the next
+    layers are read, and _finish_layers checks them.
+    """
     stack = FileSystemStack()
+    reads: list[LayerRead] = []
+    for blob in plan.layers:
+        try:
+            with store.open(blob.path) as reader:
+                _check_media_type(store, blob, reader)
+                read = read_layer(
+                    reader,
+                    stack,
+                    blob.path,
+                    store.label,
+                    keep_entries=True,
+                    region=_region_of(reader),
+                    digests=digests,
+                )
+        except (ImageInvalid, *_READ_ERRORS):
+            # A lower layer whose digest does not match is reported first, as it
+            # was when each layer was checked before the next one was read.
+            _finish_layers(store, plan, diff_ids, reads)
+            raise
+        reads.append(read)
+    return stack, reads
+
+
+def _finish_layers(
+    store: _BlobStore, plan: _ImagePlan, diff_ids: list[str], reads: list[LayerRead]
+) -> list[LayerStream]:
+    """Wait for the digests of READS and check them and their sizes, layer by layer.
+
+    READS may be fewer than the layers of PLAN, bottom layer first.
+    """
     streams = []
-    for blob, diff_id in zip(plan.layers, diff_ids, strict=True):
-        with store.open(blob.path) as reader:
-            _check_media_type(store, blob, reader)
-            stream = read_layer(
-                reader, stack, blob.path, store.label, keep_entries=True
-            )
+    for blob, diff_id, read in zip(plan.layers, diff_ids, reads, strict=False):
+        stream = read.finish()
         _check_layer(store, blob.path, stream.blob_digest, blob.digest, "blob digest")
         _check_layer(store, blob.path, stream.diff_id, diff_id, "diff_id")
         if blob.size_bytes is not None and blob.size_bytes != stream.blob_bytes:
@@ -711,7 +776,7 @@ def _stack_layers(
                 f"bytes, the manifest says {blob.size_bytes}; export the image again"
             )
         streams.append(stream)
-    return stack, streams
+    return streams
 
 
 def _media_type_compression(media_type: str) -> str | None:
@@ -779,27 +844,33 @@ def _analyze_plan(
 ) -> ImageAnalysis:
     config_data, config = _read_config(store, plan)
     history = config.layer_history
-    stack, streams = _stack_layers(store, plan, config.diff_ids)
+    with DigestWorker() as digests:
+        stack, reads = _stack_layers(store, plan, config.diff_ids, digests)
 
-    files_total, visible_ids = stack.visible_inodes()
-    layers = _layer_figures(streams, visible_ids, history)
-    # NOTE: the analyses that compare layers read these two lists.
-    layer_entries = [stream.entries for stream in streams]
-    visible_files = stack.visible_files()
-    # The tree and the inodes are freed before the analyses build their own trees.
-    # On the tree archive of bench/image_vs_dive.py, that lowered the peak RSS from
-    # 115 MB to 103 MB.
-    del stack, visible_ids
-    for stream in streams:
-        stream.counts.inodes.clear()
-    dive = compute_dive_efficiency(layer_entries)
-    duplicates = find_duplicates(layer_entries, visible_files)
-    metadata_changes = find_metadata_changes(layer_entries)
-    junk = find_junk(layer_entries, visible_files, config.settings.env)
-    largest_files = find_largest_files(visible_files)
+        files_total, visible_ids = stack.visible_inodes()
+        hidden = _hidden_bytes(reads, visible_ids)
+        # NOTE: the analyses that compare layers read these two lists.
+        layer_entries = [read.entries for read in reads]
+        visible_files = stack.visible_files()
+        # The tree and the inodes are freed before the analyses build their own
+        # trees. On the tree archive of bench/image_vs_dive.py, that lowered the
+        # peak RSS from 115 MB to 103 MB.
+        del stack, visible_ids
+        for read in reads:
+            read.counts.inodes.clear()
+
+        # The analyses run while the digest thread may still hash the last blobs.
+        # Their results are returned only after every digest has matched.
+        dive = compute_dive_efficiency(layer_entries)
+        duplicates = find_duplicates(layer_entries, visible_files)
+        metadata_changes = find_metadata_changes(layer_entries)
+        junk = find_junk(layer_entries, visible_files, config.settings.env)
+        largest_files = find_largest_files(visible_files)
+        del layer_entries, visible_files
+        streams = _finish_layers(store, plan, config.diff_ids, reads)
+
+    layers = _layer_figures(streams, hidden, history)
     pull = estimate_pull(streams, pull_bandwidth_bits_per_second)
-    del layer_entries, visible_files
-
     regular_total = sum(layer.regular_file_bytes for layer in layers)
     hidden_total = sum(layer.hidden_bytes for layer in layers)
     image_id = plan.config_digest or "sha256:" + hashlib.sha256(config_data).hexdigest()
@@ -975,7 +1046,9 @@ def stack_archive(
         with _open_store(path, kind) as store:
             plan = _plan(store, kind, requested)
             _, config = _read_config(store, plan)
-            stack, _ = _stack_layers(store, plan, config.diff_ids)
+            with DigestWorker() as digests:
+                stack, reads = _stack_layers(store, plan, config.diff_ids, digests)
+                _finish_layers(store, plan, config.diff_ids, reads)
             return stack
     except _READ_ERRORS as error:
         raise _unreadable(path, error) from error

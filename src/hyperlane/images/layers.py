@@ -3,7 +3,9 @@
 A blob larger than one read is read, hashed and decompressed by a second thread,
 while the calling thread parses the tar, hashes file contents (XXH3-128) and
 applies the members. zlib and hashlib release the GIL on large buffers, so the two
-halves run on two cores. Plain tar headers are parsed here, and every other header
+halves run on two cores. An uncompressed blob that lies in place in a file is
+instead read by the calling thread itself, while a DigestWorker hashes it (see
+hyperlane.images.digests). Plain tar headers are parsed here, and every other header
 (PAX, GNU long names and sparse files, base-256 numbers, invalid checksums, the end
 of the archive) by tarfile's own ``TarInfo.fromtarfile``, so members come out as
 tarfile's stream mode returns them.
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import queue
 import struct
-import sys
 import tarfile
 import threading
 import zlib
@@ -36,6 +38,12 @@ import xxhash
 import zstandard
 
 from hyperlane.errors import ImageInvalid
+from hyperlane.images.digests import (
+    SWITCH_INTERVAL,
+    BlobRegion,
+    DigestWorker,
+    PendingDigest,
+)
 from hyperlane.images.entries import LayerEntry, make_entry
 from hyperlane.images.stacking import (
     FileSystemStack,
@@ -60,11 +68,6 @@ _QUEUE_CHUNKS = 4
 _PUT_TIMEOUT_SECONDS = 0.1
 # Bytes per read of a plain (uncompressed) blob, which is read into reused buffers.
 _PLAIN_READ_BYTES = 1 << 20
-# The GIL switch interval while the reading thread runs. After each read and each
-# hash update, which release the GIL, that thread waits for the parsing thread to
-# hand the GIL back, by default for up to 5 ms. On the tree archive of
-# bench/image_vs_dive.py, 50 µs cut the reading thread's time from 1.1 s to 0.8 s.
-_READING_SWITCH_INTERVAL_SECONDS = 50e-6
 # Header flags of a gzip member (RFC 1952).
 _FHCRC = 0x02
 _FEXTRA = 0x04
@@ -91,6 +94,8 @@ _PLAIN_TYPES = frozenset(
 # The plain types that tarfile.TarInfo.isreg() accepts, whose data blocks follow
 # the header.
 _DATA_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
+# Every type that TarInfo.isreg() accepts, GNU sparse files included.
+_REGULAR_TYPES = frozenset(tarfile.REGULAR_TYPES)
 
 
 class Readable(Protocol):
@@ -110,6 +115,40 @@ class LayerStream:
     counts: LayerCounts
     # One record per tar member, in archive order; empty unless records were kept.
     entries: list[LayerEntry]
+
+
+@dataclass(frozen=True)
+class LayerRead:
+    """A layer applied to the stack, whose blob digest may still be computing."""
+
+    blob_bytes: int
+    tar_bytes: int
+    counts: LayerCounts
+    entries: list[LayerEntry]
+    # The blob digest and diff_id when they are known, else None.
+    digests: tuple[str, str] | None
+    # The digest thread's work for a plain blob read in place, else None. A plain
+    # blob is its own tar, so its blob digest is its diff_id.
+    pending: PendingDigest | None = None
+
+    def finish(self) -> LayerStream:
+        """Wait for the blob's digest and return the layer's complete figures.
+
+        Raises ImageInvalid when the digest thread could not read the blob.
+        """
+        if self.digests is not None:
+            blob_digest, diff_id = self.digests
+        else:
+            assert self.pending is not None
+            blob_digest = diff_id = self.pending.wait()
+        return LayerStream(
+            blob_digest=blob_digest,
+            blob_bytes=self.blob_bytes,
+            diff_id=diff_id,
+            tar_bytes=self.tar_bytes,
+            counts=self.counts,
+            entries=self.entries,
+        )
 
 
 # Reading and decompressing the blob.
@@ -349,37 +388,6 @@ def _decoding(blob: _BlobReader, pool: _BufferPool) -> _Decoding:
     if head[: len(ZSTD_MAGIC)] == ZSTD_MAGIC:
         return _Decoding(_unzstd(head, blob), compressed=True, gzip=False)
     return _Decoding(_plain(head, blob, pool), compressed=False, gzip=False)
-
-
-class _SwitchInterval:
-    """The process-wide GIL switch interval, shortened while any reading thread runs.
-
-    Layers read in several threads at once share one shortening, so the interval
-    from before the first is restored after the last.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._readers = 0
-        self._saved_seconds = 0.0
-
-    def shorten(self) -> None:
-        with self._lock:
-            if self._readers == 0:
-                self._saved_seconds = sys.getswitchinterval()
-                sys.setswitchinterval(
-                    min(self._saved_seconds, _READING_SWITCH_INTERVAL_SECONDS)
-                )
-            self._readers += 1
-
-    def restore(self) -> None:
-        with self._lock:
-            self._readers -= 1
-            if self._readers == 0:
-                sys.setswitchinterval(self._saved_seconds)
-
-
-_SWITCH_INTERVAL = _SwitchInterval()
 
 
 class _Failure:
@@ -663,9 +671,15 @@ def _parse_plain_header(header: bytes) -> tarfile.TarInfo | None:
     member.chksum = stored_checksum
     member.type = type_flag
     text = name.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
-    member.linkname = linkname.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
+    # Most members have neither a link name nor a prefix, so a field that starts
+    # with NUL is read as "" without a partition and a decode.
+    member.linkname = (
+        linkname.partition(b"\0")[0].decode(_ENCODING, _ERRORS) if linkname[0] else ""
+    )
     member.uname, member.gname = _owner_names(owner_names)
-    prefix_text = prefix.partition(b"\0")[0].decode(_ENCODING, _ERRORS)
+    prefix_text = (
+        prefix.partition(b"\0")[0].decode(_ENCODING, _ERRORS) if prefix[0] else ""
+    )
     # A v7 tar marks a directory with a trailing slash on a regular file.
     if type_flag == tarfile.AREGTYPE and text.endswith("/"):
         member.type = tarfile.DIRTYPE
@@ -779,19 +793,106 @@ def _apply_members(
     keep_entries: bool,
 ) -> list[LayerEntry]:
     entries: list[LayerEntry] = []
+    append = entries.append
+    apply = stack.apply
     for member in _members(stream):
         path = _member_path(member.name)
         if not keep_entries:
-            stack.apply(member, None, path)
+            apply(member, None, path)
             continue
         digest = None
-        if member.isreg() and member.sparse is None:
+        # TarInfo.isreg() without the method call.
+        if member.type in _REGULAR_TYPES and member.sparse is None:
             digest = stream.xxh3_128(member.size)
         entry = make_entry(layer_index, path, member, digest)
-        stack.apply(member, entry, path)
+        apply(member, entry, path)
         if path:
-            entries.append(entry)
+            append(entry)
     return entries
+
+
+def _region_chunks(region: BlobRegion, pool: _BufferPool) -> Iterator[memoryview]:
+    """Yield the bytes of REGION in buffers taken from POOL, read with os.preadv.
+
+    Raises tarfile.ReadError when the file ends before the region does.
+    """
+    position = region.offset
+    end = region.offset + region.size_bytes
+    while position < end:
+        buffer = pool.take()
+        view = buffer[: min(len(buffer), end - position)]
+        count = os.preadv(region.descriptor, [view], position)
+        if count == 0:
+            raise tarfile.ReadError("unexpected end of data")
+        position += count
+        yield view[:count]
+
+
+def _is_plain(region: BlobRegion) -> bool:
+    """Return whether REGION starts with neither the gzip nor the zstd magic."""
+    head = os.pread(region.descriptor, len(ZSTD_MAGIC), region.offset)
+    return not head.startswith(GZIP_MAGIC) and head != ZSTD_MAGIC
+
+
+def _invalid_layer(error: BaseException, blob_name: str, archive: str) -> ImageInvalid:
+    """Return the error of a layer that could not be read or applied."""
+    if isinstance(error, PathEscapesRoot):
+        return ImageInvalid(
+            f"layer {blob_name!r} in {archive!r} has a path outside the root: "
+            f"{error.args[0]!r}; the archive is unsafe to unpack, rebuild the image"
+        )
+    if isinstance(error, LookupError):
+        return ImageInvalid(
+            f"layer {blob_name!r} in {archive!r} has a hard link to a missing file "
+            f"{error.args[0]!r}; rebuild or export the image again"
+        )
+    return ImageInvalid(
+        f"layer {blob_name!r} in {archive!r} cannot be read: {error}; the archive "
+        "is truncated or corrupt, export the image again"
+    )
+
+
+# The errors of reading and applying a layer that _invalid_layer turns into
+# ImageInvalid.
+_LAYER_ERRORS = (
+    PathEscapesRoot,
+    LookupError,
+    tarfile.TarError,
+    OSError,
+    EOFError,
+    zlib.error,
+    zstandard.ZstdError,
+)
+
+
+def _read_region(
+    region: BlobRegion,
+    digests: DigestWorker,
+    stack: FileSystemStack,
+    blob_name: str,
+    archive: str,
+    keep_entries: bool,
+) -> LayerRead:
+    """Apply the plain layer tar in REGION, while DIGESTS hashes the same bytes."""
+    counts = stack.begin_layer()
+    layer_index = len(stack.layers) - 1
+    pending = digests.submit(region, blob_name, archive)
+    pool = _BufferPool()
+    stream = _TarStream(_region_chunks(region, pool), None, pool)
+    try:
+        entries = _apply_members(stream, stack, layer_index, keep_entries)
+        # Zero blocks after the end-of-archive marker belong to the diff_id too.
+        stream.drain()
+    except _LAYER_ERRORS as error:
+        raise _invalid_layer(error, blob_name, archive) from error
+    return LayerRead(
+        blob_bytes=region.size_bytes,
+        tar_bytes=stream.bytes_total,
+        counts=counts,
+        entries=entries,
+        digests=None,
+        pending=pending,
+    )
 
 
 def read_layer(
@@ -800,15 +901,27 @@ def read_layer(
     blob_name: str,
     archive: str,
     keep_entries: bool = False,
-) -> LayerStream:
+    region: BlobRegion | None = None,
+    digests: DigestWorker | None = None,
+) -> LayerRead:
     """Apply the layer tar read from SOURCE to STACK as its next layer.
 
     With KEEP_ENTRIES, every member also gets a LayerEntry, and the content of each
     regular file that is not sparse is hashed with XXH3-128 as it streams past.
+    REGION, when given, is where SOURCE's bytes lie in an open file. A plain blob
+    there of at least one read is then read in place, and DIGESTS computes its
+    digest in its own thread, which LayerRead.finish waits for.
 
     Raises ImageInvalid naming ARCHIVE and BLOB_NAME when the blob is not a readable
     (gzip, zstd or plain) tar, a member escapes the root or a hard link dangles.
     """
+    if (
+        region is not None
+        and digests is not None
+        and region.size_bytes >= _READ_BYTES
+        and _is_plain(region)
+    ):
+        return _read_region(region, digests, stack, blob_name, archive, keep_entries)
     counts = stack.begin_layer()
     layer_index = len(stack.layers) - 1
     blob = _BlobReader(source)
@@ -819,7 +932,7 @@ def read_layer(
         items = decoding.items
         if blob.bytes_read >= _READ_BYTES:
             threaded = _ThreadedChunks(items)
-            _SWITCH_INTERVAL.shorten()
+            SWITCH_INTERVAL.shorten()
             items = threaded
         chunks: Iterator[bytes | memoryview]
         if decoding.gzip:
@@ -833,37 +946,17 @@ def read_layer(
         entries = _apply_members(stream, stack, layer_index, keep_entries)
         # Zero blocks after the end-of-archive marker belong to the diff_id too.
         stream.drain()
-    except PathEscapesRoot as error:
-        raise ImageInvalid(
-            f"layer {blob_name!r} in {archive!r} has a path outside the root: "
-            f"{error.args[0]!r}; the archive is unsafe to unpack, rebuild the image"
-        ) from error
-    except LookupError as error:
-        raise ImageInvalid(
-            f"layer {blob_name!r} in {archive!r} has a hard link to a missing file "
-            f"{error.args[0]!r}; rebuild or export the image again"
-        ) from error
-    except (
-        tarfile.TarError,
-        OSError,
-        EOFError,
-        zlib.error,
-        zstandard.ZstdError,
-    ) as error:
-        raise ImageInvalid(
-            f"layer {blob_name!r} in {archive!r} cannot be read: {error}; the archive "
-            "is truncated or corrupt, export the image again"
-        ) from error
+    except _LAYER_ERRORS as error:
+        raise _invalid_layer(error, blob_name, archive) from error
     finally:
         if threaded is not None:
             threaded.close()
-            _SWITCH_INTERVAL.restore()
+            SWITCH_INTERVAL.restore()
     diff_id = (tar_digest if tar_digest is not None else blob.digest).hexdigest()
-    return LayerStream(
-        blob_digest="sha256:" + blob.digest.hexdigest(),
+    return LayerRead(
         blob_bytes=blob.bytes_read,
-        diff_id="sha256:" + diff_id,
         tar_bytes=stream.bytes_total,
         counts=counts,
         entries=entries,
+        digests=("sha256:" + blob.digest.hexdigest(), "sha256:" + diff_id),
     )

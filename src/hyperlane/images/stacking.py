@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+_DIRTYPE = tarfile.DIRTYPE
+_LNKTYPE = tarfile.LNKTYPE
+_SYMTYPE = tarfile.SYMTYPE
+# The type flags for which TarInfo.isreg() is true.
+_REGULAR_TYPES = frozenset(tarfile.REGULAR_TYPES)
 
 
 class PathEscapesRoot(ValueError):
@@ -160,20 +165,44 @@ class FileSystemStack:
         if parent is None:
             parent = self._directory(parent_path)
             self._directories[parent_path] = parent
-        if base == OPAQUE_MARKER:
-            counts.files_removed += self._remove_lower(parent, parent_path)
-            return
-        if base.startswith(WHITEOUT_PREFIX):
+        if base[:4] == WHITEOUT_PREFIX:
+            if base == OPAQUE_MARKER:
+                counts.files_removed += self._remove_lower(parent, parent_path)
             # Other ".wh..wh." names are AUFS bookkeeping that hides nothing.
-            if not base.startswith(WHITEOUT_PREFIX * 2):
+            elif not base.startswith(WHITEOUT_PREFIX * 2):
                 self._whiteout(parent, parent_path, base[len(WHITEOUT_PREFIX) :])
             return
-        if member.isdir():
+        # The type flag tests of TarInfo.isdir, issym, islnk and isreg, without a
+        # method call each: this runs once per member of every layer.
+        member_type = member.type
+        if member_type in _REGULAR_TYPES:
+            size = member.size
+            inode = _Inode(self._current, size, True, entry)
+            counts.regular_file_bytes += size
+            counts.content_bytes += size
+            counts.inodes.append(inode)
+            children = parent.children
+            assert children is not None
+            if (
+                base not in children
+                and path not in self._removed_files
+                and path not in self._removed_directories
+            ):
+                # A new file, the most common member, without _put_file's cases.
+                counts.files_added += 1
+                children[base] = _Node(self._current, inode, None, entry)
+                return
+            self._put_file(parent, path, base, inode, entry)
+            return
+        if member_type == _DIRTYPE:
             self._put_directory(parent, base)
             return
-        if member.issym():
-            _check_symlink(path, member)
-        inode = self._inode_for(member, entry)
+        if member_type == _LNKTYPE:
+            inode = self._linked_inode(member)
+        else:
+            if member_type == _SYMTYPE:
+                _check_symlink(path, member)
+            inode = self._new_inode(member, member_type, entry, counts)
         self._put_file(parent, path, base, inode, entry)
 
     def _directory(self, path: str) -> _Node:
@@ -230,23 +259,31 @@ class FileSystemStack:
             self._directories.clear()
         parent.children[name] = _Node(self._current, inode, None, entry)
 
-    def _inode_for(self, member: tarfile.TarInfo, entry: LayerEntry | None) -> _Inode:
-        counts = self._layers[-1]
-        if member.islnk():
-            try:
-                target_path = normalize_member_path(member.linkname)
-            except PathEscapesRoot as error:
-                raise PathEscapesRoot(
-                    f"hard link {member.name} -> {member.linkname}"
-                ) from error
-            target = self._lookup(target_path)
-            if target is None or target.inode is None:
-                raise LookupError(member.linkname)
-            return target.inode
-        if member.isreg():
+    def _linked_inode(self, member: tarfile.TarInfo) -> _Inode:
+        """Return the inode of the hard link MEMBER's target."""
+        try:
+            target_path = normalize_member_path(member.linkname)
+        except PathEscapesRoot as error:
+            raise PathEscapesRoot(
+                f"hard link {member.name} -> {member.linkname}"
+            ) from error
+        target = self._lookup(target_path)
+        if target is None or target.inode is None:
+            raise LookupError(member.linkname)
+        return target.inode
+
+    def _new_inode(
+        self,
+        member: tarfile.TarInfo,
+        member_type: bytes,
+        entry: LayerEntry | None,
+        counts: LayerCounts,
+    ) -> _Inode:
+        """Return the inode that MEMBER, which is not a hard link, creates."""
+        if member_type in _REGULAR_TYPES:
             inode = _Inode(self._current, member.size, True, entry)
             counts.regular_file_bytes += member.size
-        elif member.issym():
+        elif member_type == _SYMTYPE:
             length = len(member.linkname.encode("utf-8", "surrogateescape"))
             inode = _Inode(self._current, length, False, entry)
         else:
