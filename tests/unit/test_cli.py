@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,19 +9,11 @@ import pytest
 from hyperlane import __version__
 from hyperlane.exitcodes import ExitCode
 from tests.unit.images.builders import docker_archive, file, layer_tar
-
-HYPERLANE = str(Path(sys.executable).parent / "hyperlane")
+from tests.unit.probes import run_python, run_script
 
 
 def _run(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [HYPERLANE, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-    )
+    return run_script(*arguments, cwd=cwd)
 
 
 def test_help_lists_commands() -> None:
@@ -40,9 +31,7 @@ def test_help_skips_heavy_imports() -> None:
         "print('loaded:' + ','.join(m for m in ('docker', 'uvloop', 'hdrh', 'yaml') "
         "if m in sys.modules))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
-    )
+    result = run_python(probe)
     assert result.stdout.strip().splitlines()[-1] == "loaded:"
 
 
@@ -59,13 +48,7 @@ def test_image_json_skips_heavy_imports(tmp_path: Path) -> None:
         "loaded = ','.join(m for m in heavy if m in sys.modules)\n"
         "print(f'exit:{code} loaded:{loaded}', file=sys.stderr)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python(probe)
     assert result.stderr.strip().splitlines()[-1] == "exit:0 loaded:"
     document = json.loads(result.stdout)
     assert document["image"]["files_total"] == 2
@@ -76,6 +59,60 @@ def test_command_help_renders(command: str) -> None:
     result = _run(command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage: hyperlane " + command in result.stdout
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--help"],
+        ["--version"],
+        *(
+            [command, "--help"]
+            for command in (
+                "audit",
+                "image",
+                "load",
+                "merge",
+                "report",
+                "top",
+                "monitor",
+                "rightsize",
+            )
+        ),
+        ["image"],
+        ["image", "--no-such-flag"],
+        ["imag"],
+    ],
+)
+def test_script_matches_full_app(arguments: list[str]) -> None:
+    # The script registers only the command named in its first argument, and the
+    # module's `app` registers all of them, so both must print the same.
+    probe = (
+        f"import sys; sys.argv = ['hyperlane', *{arguments!r}]\n"
+        "from hyperlane.cli.main import app\n"
+        "try:\n    app()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print(f'exit:{code}', file=sys.stderr)"
+    )
+    full_app = run_python(probe)
+    script = _run(*arguments)
+    assert script.stdout == full_app.stdout
+    assert script.stderr + f"exit:{script.returncode}\n" == full_app.stderr
+
+
+def test_script_restores_collector_state() -> None:
+    # run() pauses the garbage collector while it imports the settings models, and
+    # must leave it on or off as it found it.
+    probe = (
+        "import gc, sys; sys.argv = ['hyperlane', '--version']\n"
+        "from hyperlane.cli.main import run\n"
+        "for enabled in (True, False):\n"
+        "    if enabled:\n        gc.enable()\n"
+        "    else:\n        gc.disable()\n"
+        "    try:\n        run()\n    except SystemExit:\n        pass\n"
+        "    print(f'{enabled}:{gc.isenabled()}', file=sys.stderr)"
+    )
+    result = run_python(probe)
+    assert result.stderr.splitlines() == ["True:True", "False:False"]
 
 
 def test_version() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from hyperlane.errors import UsageError
 from hyperlane.settings import AuditSettings, ImageSettings, LoadSettings, load_settings
+from tests.unit.probes import environment_without_settings, run_python
 
 
 @pytest.fixture(autouse=True)
@@ -215,3 +216,17 @@ def test_percentage_for_a_ratio_names_the_ratio() -> None:
 def test_platform_is_case_insensitive() -> None:
     settings = load_settings(ImageSettings, {"platform": "Linux/AMD64"})
     assert settings.platform == "linux/amd64"
+
+
+def test_validator_built_on_first_use(tmp_path: Path) -> None:
+    # A run builds the validator of its own command only, which keeps start-up short.
+    probe = (
+        "from hyperlane import settings\n"
+        "models = [settings.ImageSettings, settings.LoadSettings]\n"
+        "print(*(model.__pydantic_complete__ for model in models))\n"
+        "settings.load_settings(settings.ImageSettings, {'ci': 'true'})\n"
+        "print(*(model.__pydantic_complete__ for model in models))"
+    )
+    result = run_python(probe, cwd=tmp_path, env=environment_without_settings())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["False False", "True False"]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic.fields import FieldInfo
 
-from hyperlane.settings import ENV_PREFIX, CommandSettings, unit_of
 from hyperlane.units import format_bandwidth
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
+    from hyperlane.settings import CommandSettings
 
 # Options every command takes besides its settings.
 COMMON_PARAMETERS = [
@@ -71,6 +74,10 @@ def _format_default(value: Any, unit: str | None) -> str:
 
 
 def _help_for(name: str, field: FieldInfo) -> str:
+    # Imported here so that cli/main.py can import this module before the settings
+    # models, which `hyperlane.cli.main.run` imports with the collector paused.
+    from hyperlane.settings import ENV_PREFIX, unit_of
+
     default = field.get_default(call_default_factory=True)
     parts = [field.description or ""]
     if default not in (None, [], False):
