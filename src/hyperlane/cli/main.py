@@ -128,6 +128,11 @@ def image_command(**kwargs: Any) -> None:
             from hyperlane.images.gates import evaluate_image_gates
 
             gates = evaluate_image_gates(document["image"], settings)
+            if not gates:
+                logger.warning(
+                    "--ci is set but every gate is off, so nothing was checked; set "
+                    "a gate such as --max-hidden-bytes 50Mi"
+                )
             failed = [gate.message for gate in gates if not gate.passed]
             document["ci"] = {
                 "passed": not failed,

@@ -28,9 +28,10 @@ class GateResult:
     # The figure of the image's JSON that the gate reads, e.g. "hidden_percent".
     metric: str
     unit: GateUnit
-    # The figure, or None when the analysis has no such figure.
-    value: float | None
-    limit: float
+    # The figure, or None when the analysis has no such figure. Byte counts are
+    # ints.
+    value: int | float | None
+    limit: int | float
     # "max" fails above the limit, "min" below it.
     direction: Literal["max", "min"]
     passed: bool
@@ -86,8 +87,11 @@ _GATES = (
 )
 
 
-def _figure(image: Mapping[str, Any], metric: str) -> float | None:
-    """Return the number at dotted path METRIC of IMAGE, or None if it is missing."""
+def _figure(image: Mapping[str, Any], metric: str) -> int | float | None:
+    """Return the number at dotted path METRIC of IMAGE, or None if it is missing.
+
+    A byte count stays an int, so that the gate's JSON shows it as one.
+    """
     value: Any = image
     for key in metric.split("."):
         if not isinstance(value, Mapping) or key not in value:
@@ -95,10 +99,10 @@ def _figure(image: Mapping[str, Any], metric: str) -> float | None:
         value = value[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    return value
 
 
-def _format(value: float, unit: GateUnit) -> str:
+def _format(value: int | float, unit: GateUnit) -> str:
     if unit == "bytes":
         return f"{format_bytes(value)} ({int(value)} bytes)"
     if unit == "percent":
@@ -109,7 +113,8 @@ def _format(value: float, unit: GateUnit) -> str:
 def _check(
     gate: _Gate, image: Mapping[str, Any], settings: ImageSettings
 ) -> GateResult:
-    limit = float(getattr(settings, gate.name))
+    # Byte limits are ints in the settings, and stay ints in the JSON.
+    limit: int | float = getattr(settings, gate.name)
     flag = "--" + gate.name.replace("_", "-")
     value = _figure(image, gate.metric)
 
@@ -150,8 +155,8 @@ def _check(
         status = "passed" if passed else "FAILED"
         return result(passed, f"{flag} {status}: {observed} {comparison}")
 
-    floor = float(getattr(settings, gate.floor_setting))
-    absolute = _figure(image, gate.floor_metric) or 0.0
+    floor: int = getattr(settings, gate.floor_setting)
+    absolute = _figure(image, gate.floor_metric) or 0
     if absolute < floor:
         floor_flag = "--" + gate.floor_setting.replace("_", "-")
         return result(

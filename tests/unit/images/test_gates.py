@@ -51,6 +51,21 @@ def test_hidden_bytes_over_limit() -> None:
     assert gates["max_hidden_percent"].passed
 
 
+def test_byte_gates_json_integers() -> None:
+    image = _image(hidden_bytes=60 * MIB, hidden_percent=5.0)
+    settings = _settings(max_image_size="200Mi", max_dive_wasted_bytes="1Mi")
+    document = json.loads(
+        json.dumps([gate.to_dict() for gate in evaluate_image_gates(image, settings)])
+    )
+    gates = {gate["name"]: gate for gate in document}
+    for name in ("max_hidden_bytes", "max_image_size", "max_dive_wasted_bytes"):
+        assert isinstance(gates[name]["value"], int), name
+        assert isinstance(gates[name]["limit"], int), name
+    assert gates["max_hidden_bytes"]["limit"] == 50 * MIB
+    assert gates["max_image_size"]["value"] == 10 * MIB
+    assert isinstance(gates["max_hidden_percent"]["limit"], float)
+
+
 def test_limit_itself_passes() -> None:
     image = _image(hidden_bytes=50 * MIB, hidden_percent=10.0)
     gates = evaluate_image_gates(image, _settings())
@@ -194,6 +209,22 @@ def test_cli_gate_off_passes(wasteful_archive: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == ExitCode.SUCCESS, result.stderr
     assert "CI gates (1): passed" in result.stdout
+
+
+def test_cli_all_gates_off_warns(wasteful_archive: Path, tmp_path: Path) -> None:
+    result = _run(
+        str(wasteful_archive),
+        "--ci",
+        "--json",
+        "--max-hidden-percent",
+        "off",
+        "--max-hidden-bytes",
+        "off",
+        cwd=tmp_path,
+    )
+    assert result.returncode == ExitCode.SUCCESS, result.stderr
+    assert json.loads(result.stdout)["ci"] == {"passed": True, "gates": []}
+    assert "every gate is off, so nothing was checked" in result.stderr
 
 
 def test_cli_gates_from_config(wasteful_archive: Path, tmp_path: Path) -> None:
