@@ -846,8 +846,16 @@ def _invalid_layer(error: BaseException, blob_name: str, archive: str) -> ImageI
             f"layer {blob_name!r} in {archive!r} has a hard link to a missing file "
             f"{error.args[0]!r}; rebuild or export the image again"
         )
+    reason = str(error)
+    # The gzip module's and zlib's own messages do not say what they decompressed.
+    if isinstance(error, gzip.BadGzipFile | zlib.error | EOFError) or reason.startswith(
+        "zlib error:"
+    ):
+        reason = f"its gzip stream is invalid ({reason})"
+    elif isinstance(error, zstandard.ZstdError):
+        reason = f"its zstd stream is invalid ({reason})"
     return ImageInvalid(
-        f"layer {blob_name!r} in {archive!r} cannot be read: {error}; the archive "
+        f"layer {blob_name!r} in {archive!r} cannot be read: {reason}; the archive "
         "is truncated or corrupt, export the image again"
     )
 

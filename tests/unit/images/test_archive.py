@@ -596,6 +596,41 @@ def test_corrupt_gzip_layer(tmp_path: Path) -> None:
         analyze_archive(write_tar(tmp_path / "image.tar", members))
 
 
+def _flip_last_byte(blob: bytes) -> bytes:
+    return blob[:-1] + bytes([blob[-1] ^ 0xFF])
+
+
+@pytest.mark.parametrize(
+    ("compression", "damage", "expected"),
+    [
+        # Deflate blocks overwritten: zlib rejects the data.
+        ("gzip", lambda blob: blob[:20] + b"\xff" * 20 + blob[40:], "gzip"),
+        # The length in the trailer is wrong.
+        ("gzip", _flip_last_byte, "gzip"),
+        # The stream stops before its end-of-stream marker.
+        ("gzip", lambda blob: blob[: len(blob) // 2], "gzip"),
+        # A zstd frame whose content is overwritten.
+        ("zstd", lambda blob: blob[:12] + b"\xff" * 24 + blob[36:], "zstd"),
+    ],
+    ids=["gzip-data", "gzip-trailer", "gzip-cut", "zstd-data"],
+)
+def test_damaged_compression_named(
+    tmp_path: Path,
+    compression: str,
+    damage: Callable[[bytes], bytes],
+    expected: str,
+) -> None:
+    members = oci_archive_members([LOWER, UPPER], compression)
+    name = "blobs/sha256/" + sha256(compress(LOWER, compression))[7:]
+    members[name] = damage(members[name])
+    with pytest.raises(ImageInvalid) as caught:
+        analyze_archive(write_tar(tmp_path / "image.tar", members))
+    message = str(caught.value)
+    assert f"its {expected} stream is invalid" in message
+    assert name in message
+    assert message.endswith("export the image again")
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
