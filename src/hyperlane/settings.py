@@ -757,7 +757,11 @@ def find_config_file(explicit: Path | None) -> Path | None:
                 "--config"
             )
         return explicit
-    candidate = Path.cwd() / CONFIG_FILE_NAME
+    try:
+        candidate = Path.cwd() / CONFIG_FILE_NAME
+    except FileNotFoundError:
+        # A working directory that was deleted contains no file.
+        return None
     return candidate if candidate.is_file() else None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,12 @@ from tests.unit.images.builders import (
     write_directory,
     write_tar,
 )
-from tests.unit.probes import environment_without_settings, run_python, run_script
+from tests.unit.probes import (
+    HYPERLANE,
+    environment_without_settings,
+    run_python,
+    run_script,
+)
 
 LOWER = layer_tar([file("bin/tool", b"tool" * 100), file("etc/conf", b"x")])
 UPPER = layer_tar([file("etc/conf", b"y" * 30), file("etc/.wh.tool", b"")])
@@ -46,7 +52,11 @@ def sources(tmp_path: Path) -> dict[str, str]:
     truncated.write_bytes(archive.read_bytes()[:3000])
     oci_tar = write_tar(tmp_path / "oci.tar", oci_archive_members([LOWER, UPPER]))
     layout = write_directory(tmp_path / "layout", oci_archive_members([LOWER, UPPER]))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
     return {
+        "fifo": str(fifo),
+        "prefixed fifo": f"docker-archive:{fifo}",
         "archive": str(archive),
         "truncated": str(truncated),
         "prefixed": f"docker-archive:{archive}",
@@ -127,6 +137,8 @@ def test_quick_request_needs_no_settings(
         "layout",
         "missing",
         "empty value",
+        "fifo",
+        "prefixed fifo",
     ],
 )
 def test_script_matches_full_cli(
@@ -179,3 +191,80 @@ def test_settings_still_apply(tmp_path: Path) -> None:
     assert from_environment.returncode == 0, from_environment.stderr
     pull = json.loads(from_environment.stdout)["image"]["pull"]
     assert pull["bandwidth_bits_per_second"] == 2e6
+
+
+# Forces the full command line: a variable whose value is the setting's default.
+FULL_CLI_ENVIRONMENT = {"HYPERLANE_ENGINE": "auto"}
+
+
+@pytest.mark.parametrize("full_cli", [False, True], ids=["quick", "full"])
+@pytest.mark.parametrize("json_output", [True, False], ids=["json", "terminal"])
+def test_broken_pipe_reported(
+    tmp_path: Path, full_cli: bool, json_output: bool
+) -> None:
+    archive = str(docker_archive(tmp_path / "image.tar", [LOWER, UPPER]))
+    environment = environment_without_settings()
+    if full_cli:
+        environment.update(FULL_CLI_ENVIRONMENT)
+    read_end, write_end = os.pipe()
+    # With no reader left, every write to the pipe fails with EPIPE.
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [HYPERLANE, "image", *(["--json"] if json_output else []), archive],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+            env=environment,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "hyperlane: error: the reader of stdout closed it before the output was "
+        "complete (broken pipe)\n"
+    )
+
+
+@pytest.mark.parametrize("full_cli", [False, True], ids=["quick", "full"])
+@pytest.mark.parametrize("json_flag", ["--json", ""], ids=["json", "terminal"])
+def test_closed_stdout_rejected(tmp_path: Path, full_cli: bool, json_flag: str) -> None:
+    archive = str(docker_archive(tmp_path / "image.tar", [LOWER, UPPER]))
+    environment = environment_without_settings()
+    if full_cli:
+        environment.update(FULL_CLI_ENVIRONMENT)
+    result = subprocess.run(
+        ["sh", "-c", f'exec "$0" image {json_flag} "$1" >&-', HYPERLANE, archive],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env=environment,
+    )
+    assert result.returncode == 2
+    assert "stdout is closed, so the output has nowhere to go" in result.stderr
+
+
+@pytest.mark.parametrize("full_cli", [False, True], ids=["quick", "full"])
+def test_deleted_working_directory(tmp_path: Path, full_cli: bool) -> None:
+    archive = str(docker_archive(tmp_path / "image.tar", [LOWER, UPPER]))
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    environment = environment_without_settings()
+    if full_cli:
+        environment.update(FULL_CLI_ENVIRONMENT)
+    script = 'cd "$1" && rmdir "$1" && exec "$0" image --json "$2"'
+    result = subprocess.run(
+        ["sh", "-c", script, HYPERLANE, str(gone), archive],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["image"]["files_total"] == 2

@@ -23,6 +23,9 @@ from pathlib import Path
 _ENV_PREFIX = "HYPERLANE_"
 _CONFIG_FILE_NAME = "hyperlane.toml"
 _JSON_FLAG = "--json"
+# The return value of the source detection when the full CLI must run. Exit codes
+# are 0 to 255, so no outcome of run_action is negative.
+_FULL_CLI = -1
 
 
 def _quick_image_request(arguments: list[str]) -> tuple[str, bool] | None:
@@ -45,6 +48,9 @@ def _quick_image_request(arguments: list[str]) -> tuple[str, bool] | None:
     try:
         if (Path(os.getcwd()) / _CONFIG_FILE_NAME).exists():  # noqa: PTH109
             return None
+    except FileNotFoundError:
+        # A deleted working directory contains no config file.
+        pass
     except OSError:
         # The full CLI reports a working directory that cannot be read.
         return None
@@ -63,21 +69,34 @@ def _run_quick_image(source_text: str, json_output: bool) -> int | None:
         stdout_console,
     )
     from hyperlane.errors import HyperlaneError
-    from hyperlane.images import parse_source
+    from hyperlane.images import ImageSource, parse_source
     from hyperlane.images.pull import DEFAULT_PULL_BANDWIDTH_BITS_PER_SECOND
 
     # The imported modules live until exit, so the collector need not walk them
     # again, at exit included.
     gc.freeze()
-    try:
-        source = parse_source(source_text)
-    except HyperlaneError:
-        return None
-    if source.kind == "engine":
-        return None
-
     escape_surrogates_on_output()
     configure_logging(verbose=False, quiet=False)
+    sources: list[ImageSource] = []
+
+    def detect() -> int:
+        # Detection reads the file, which may block (a FIFO) or take a signal, so
+        # it runs under run_action's signal handlers too.
+        try:
+            source = parse_source(source_text)
+        except HyperlaneError:
+            return _FULL_CLI
+        if source.kind == "engine":
+            return _FULL_CLI
+        sources.append(source)
+        return 0
+
+    code = run_action(detect, verbose=False)
+    if code == _FULL_CLI:
+        return None
+    if code != 0:
+        return code
+    source = sources[0]
 
     def action() -> int:
         document = archive_document(

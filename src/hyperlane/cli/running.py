@@ -6,8 +6,10 @@ start-up path of ``hyperlane image`` can use it too.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
+import os
 import signal
 import sys
 import threading
@@ -78,18 +80,59 @@ def _cancelled_error() -> type[BaseException]:
     return asyncio.CancelledError
 
 
+def _check_stdout() -> None:
+    """Raise UsageError when stdout is closed, so that no report is lost unseen."""
+    if sys.stdout is None:
+        from hyperlane.errors import UsageError
+
+        raise UsageError(
+            "stdout is closed, so the output has nowhere to go; redirect it to a "
+            "file or to /dev/null"
+        )
+
+
 def print_json(document: dict[str, Any]) -> None:
-    """Write DOCUMENT to stdout as the indented JSON of every --json output."""
+    """Write DOCUMENT to stdout as the indented JSON of every --json output.
+
+    The flush raises a closed pipe's BrokenPipeError here, where run_action
+    reports it, and not at interpreter exit.
+    """
     from hyperlane.report.document import dumps
 
+    _check_stdout()
     sys.stdout.write(dumps(document))
+    sys.stdout.flush()
 
 
 def stdout_console() -> Any:
-    """Return a Rich console on stdout for the terminal summaries."""
+    """Return a Rich console on stdout for the terminal summaries.
+
+    A closed pipe raises BrokenPipeError from its writes, where Rich would exit
+    with code 1 and no message.
+    """
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    _check_stdout()
+
+    class _StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return _StdoutConsole(highlight=False, soft_wrap=False)
+
+
+def _discard_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so that the flush at exit cannot
+    fail again on a closed pipe."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
 
 
 def escape_surrogates_on_output() -> None:
@@ -127,6 +170,13 @@ def run_action(action: Callable[[], int], verbose: bool) -> int:
             raise
         _print_error("hyperlane: interrupted; any containers it started were removed")
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        _discard_stdout()
+        _print_error(
+            "hyperlane: error: the reader of stdout closed it before the output was "
+            "complete (broken pipe)"
+        )
+        return int(ExitCode.UNEXPECTED_ERROR)
     except Exception as error:
         if verbose:
             logger.exception("unexpected error")

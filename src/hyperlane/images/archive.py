@@ -219,12 +219,26 @@ class _ImagePlan:
     unchecked_platform: Platform | None
 
 
+def _check_file_type(path: Path) -> None:
+    """Raise ImageInvalid unless PATH is a regular file or a directory.
+
+    Reading a FIFO or a device would block or never end.
+    """
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise ImageInvalid(
+            f"{str(path)!r} is neither a regular file nor a directory; pass an image "
+            "archive file or an OCI layout directory"
+        )
+
+
 def detect_layout(path: Path) -> str:
     """Return the archive kind of PATH by reading its content.
 
     Raises ImageInvalid when PATH is neither an OCI layout directory nor a tar with
     a manifest.json or an oci-layout and index.json.
     """
+    _check_file_type(path)
     if path.is_dir():
         if (path / "oci-layout").is_file():
             return "oci"
@@ -928,8 +942,8 @@ def _open_store(path: Path, kind: str) -> Iterator[_BlobStore]:
         return
     if path.is_dir():
         raise ImageInvalid(
-            f"{str(path)!r} is a directory, not a {kind} tar; pass oci:{path} for an "
-            "OCI layout directory, or the bare path"
+            f"{str(path)!r} is a directory, not {_article(kind)} {kind} tar; pass "
+            f"oci:{path} for an OCI layout directory, or the bare path"
         )
     with _open_tar(path) as archive:
         # Only reading the member list counts as opening, so that errors in the
@@ -1068,7 +1082,10 @@ def _resolve_kind(path: Path, kind: str | None) -> str:
         raise UsageError(
             f"{noun} {str(path)!r} not found; pass an existing archive or directory"
         )
-    return kind if kind is not None else detect_layout(path)
+    if kind is None:
+        return detect_layout(path)
+    _check_file_type(path)
+    return kind
 
 
 def _plan(store: _BlobStore, kind: str, platform: Platform | None) -> _ImagePlan:
