@@ -155,9 +155,11 @@ def test_top_once_json_api(
     assert burn["source"] == "api"
     assert burn["image"] == busybox_image
     # Docker responds to a stats request at the next tick of its 1 s collector,
-    # so the second read can end up to one more second later.
+    # so the second read can end up to one more second later. A full test run
+    # keeps both cores busy beside the busy loop, and one such run measured
+    # 3.01 s, a collector tick missed once more.
     assert burn["interval_seconds"] >= 0.8
-    assert burn["interval_seconds"] <= 2.6
+    assert burn["interval_seconds"] <= 3.6
     # The reader stamps each sample with the engine's own reading time, so the
     # late reading of Docker's collector does not skew the rate.
     assert burn["cpu_cores"] == pytest.approx(QUOTA_CORES, abs=CORES_TOLERANCE)
