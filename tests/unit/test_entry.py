@@ -252,14 +252,14 @@ def test_closed_stdout_rejected(tmp_path: Path, full_cli: bool, json_flag: str) 
 @pytest.mark.parametrize("full_cli", [False, True], ids=["quick", "full"])
 def test_deleted_working_directory(tmp_path: Path, full_cli: bool) -> None:
     archive = str(docker_archive(tmp_path / "image.tar", [LOWER, UPPER]))
-    gone = tmp_path / "gone"
-    gone.mkdir()
+    deleted_directory = tmp_path / "deleted"
+    deleted_directory.mkdir()
     environment = environment_without_settings()
     if full_cli:
         environment.update(FULL_CLI_ENVIRONMENT)
     script = 'cd "$1" && rmdir "$1" && exec "$0" image --json "$2"'
     result = subprocess.run(
-        ["sh", "-c", script, HYPERLANE, str(gone), archive],
+        ["sh", "-c", script, HYPERLANE, str(deleted_directory), archive],
         capture_output=True,
         text=True,
         timeout=60,

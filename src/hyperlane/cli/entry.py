@@ -23,7 +23,7 @@ from pathlib import Path
 _ENV_PREFIX = "HYPERLANE_"
 _CONFIG_FILE_NAME = "hyperlane.toml"
 _JSON_FLAG = "--json"
-# The return value of the source detection when the full CLI must run. Exit codes
+# The quick start's return value when the full CLI must run instead. Exit codes
 # are 0 to 255, so no outcome of run_action is negative.
 _FULL_CLI = -1
 
@@ -69,7 +69,7 @@ def _run_quick_image(source_text: str, json_output: bool) -> int | None:
         stdout_console,
     )
     from hyperlane.errors import HyperlaneError
-    from hyperlane.images import ImageSource, parse_source
+    from hyperlane.images import parse_source
     from hyperlane.images.pull import DEFAULT_PULL_BANDWIDTH_BITS_PER_SECOND
 
     # The imported modules live until exit, so the collector need not walk them
@@ -77,28 +77,17 @@ def _run_quick_image(source_text: str, json_output: bool) -> int | None:
     gc.freeze()
     escape_surrogates_on_output()
     configure_logging(verbose=False, quiet=False)
-    sources: list[ImageSource] = []
 
-    def detect() -> int:
-        # Detection reads the file, which may block (a FIFO) or take a signal, so
-        # it runs under run_action's signal handlers too.
+    def action() -> int:
+        # Detection reads the file, which may block or take a signal, so it runs
+        # under run_action's signal handlers too.
         try:
             source = parse_source(source_text)
         except HyperlaneError:
             return _FULL_CLI
         if source.kind == "engine":
             return _FULL_CLI
-        sources.append(source)
-        return 0
 
-    code = run_action(detect, verbose=False)
-    if code == _FULL_CLI:
-        return None
-    if code != 0:
-        return code
-    source = sources[0]
-
-    def action() -> int:
         document = archive_document(
             source, platform=None, pull_bandwidth=DEFAULT_PULL_BANDWIDTH_BITS_PER_SECOND
         )
@@ -110,7 +99,8 @@ def _run_quick_image(source_text: str, json_output: bool) -> int | None:
             render_image(document, stdout_console())
         return 0
 
-    return run_action(action, verbose=False)
+    code = run_action(action, verbose=False)
+    return None if code == _FULL_CLI else code
 
 
 def run() -> None:

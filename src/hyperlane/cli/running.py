@@ -122,8 +122,8 @@ def stdout_console() -> Any:
 
 
 def _discard_stdout() -> None:
-    """Point stdout's descriptor at /dev/null, so that the flush at exit cannot
-    fail again on a closed pipe."""
+    """Point stdout's descriptor at /dev/null, so that the flush at exit writes
+    there instead of failing again on the closed pipe."""
     try:
         descriptor = sys.stdout.fileno()
     except (AttributeError, ValueError, OSError):

@@ -3,10 +3,10 @@
 An uncompressed blob that lies in a file is read twice at the same time. Such a
 blob is a ``layer.tar`` member of a docker-archive or a blob file of an OCI layout.
 The tar parser reads it in the calling thread, and a digest thread reads and
-hashes it. The two never wait for each other, so the parser can go on to the next
-layer, and the analyses can start, while the digest of the last blob is still
-being computed. hashlib and os.preadv release the GIL, so the digest thread runs
-on a second core.
+hashes it. Unless a layer fails, the parser waits for no digest until every layer
+is read and analysed. So it can go on to the next layer, and the analyses can start,
+while the digest of the last blob is still being computed. hashlib and os.preadv
+release the GIL, so the digest thread runs on a second core.
 """
 
 from __future__ import annotations

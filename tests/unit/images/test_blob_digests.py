@@ -29,7 +29,7 @@ from tests.unit.images.builders import (
 # bytes keep the blob from compressing into one read when it is gzipped.
 _RANDOM = random.Random(7)
 BIG = _RANDOM.randbytes(3 << 20)
-# The lower layer holds 3 MiB of content and many small files, so the parser
+# The lower layer contains 3 MiB of content and many small files, so the parser
 # crosses read boundaries inside a file and between headers.
 LOWER = layer_tar(
     [
